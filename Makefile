@@ -1,0 +1,42 @@
+# Runespoor: `make setup`, `make test`, `make demo`. Every target that can start DDS runs with
+# loopback-only discovery and a ROS domain of its own (DEVELOPERS.md rule 1).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED := $(abspath ../shared)
+
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell python3 -c 'import random; print(random.randint(20, 99))')
+export PYTHONUNBUFFERED := 1
+ifneq ($(wildcard $(SHARED)/data),)
+export RUNESPOOR_DATA ?= $(SHARED)/data
+endif
+ifneq ($(wildcard $(SHARED)/models),)
+export RUNESPOOR_MODELS ?= $(SHARED)/models
+endif
+
+.PHONY: setup test demo demo-quick bench clean help
+
+help:
+	@echo "make setup   - venv with ROS 2 Kilted wheels, torch (CPU), the runespoor package built into it"
+	@echo "make test    - the whole test suite (what CI runs)"
+	@echo "make demo    - the main job: replay -> edge -> cloud -> CAC on real data, results in runs/"
+	@echo "make bench   - runespoor bench --quick (bench.json)"
+
+setup:
+	@tools/setup_env.sh
+
+test: setup
+	$(PY) -m pytest test
+
+demo: setup
+	$(VENV)/bin/runespoor demo
+
+demo-quick: setup
+	$(VENV)/bin/runespoor demo --quick
+
+bench: setup
+	$(VENV)/bin/runespoor bench --quick --out bench.json
+
+clean:
+	rm -rf build install log .pytest_cache

@@ -1,0 +1,151 @@
+"""The node graph: the one description of which nodes each role runs.
+
+`launch/*.launch.py` (launch_ros, for `ros2 launch`), the pip-mode runner (`runespoor launch`), the node
+executables installed by CMake (tools/gen_scripts.py) and the tests all read this module; no node list is
+written anywhere else. Pure data, no ROS imports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PACKAGE = 'runespoor'
+
+
+@dataclass(frozen=True)
+class LaunchArg:
+    """A launch argument (`ros2 launch ... name:=value`, runner `--name value`)."""
+    name: str
+    default: str
+    description: str
+    #: (node name, parameter name, type) the argument sets; type is 'str', 'float', 'int' or 'bool'.
+    sets: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str              # node name (also the key in the role's parameter file)
+    module: str            # Python module with main(); executable = its last component
+    group: str            # 'replay', 'robot' or 'cloud'
+    description: str
+    package: str = PACKAGE  # an external package (e.g. rviz2) is only started by ros2 launch
+    arguments: tuple[str, ...] = ()
+    condition: str = ''    # launch argument that must be true to start the node
+    remappings: tuple[tuple[str, str], ...] = ()
+    external: bool = False
+
+    @property
+    def executable(self) -> str:
+        return self.module.rsplit('.', 1)[-1]
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec('bag_player', 'runespoor_edge.bag_player_node', 'replay',
+             'replays a rosbag2 (MCAP) on camera/image_raw (+ camera/labels) at its recorded rate'),
+    NodeSpec('edge_streamer', 'runespoor_edge.streamer_node', 'robot',
+             'downsample + JPEG with the current knobs, emulated uplink, runespoor/uplink'),
+    NodeSpec('restorer', 'runespoor_cloud.restorer_node', 'cloud',
+             'decodes the uplink and restores the source resolution (bilinear/sr/asr/cloudseg)'),
+    NodeSpec('segmentation', 'runespoor_cloud.segmentation_node', 'cloud',
+             'frozen segmentation model: labels (mono8) and overlay (rgb8) for rviz'),
+    NodeSpec('tail_detector', 'runespoor_cloud.tail_detector_node', 'cloud',
+             'small-region ratio of each label map -> TailReport'),
+    NodeSpec('cac_controller', 'runespoor_cloud.controller_node', 'cloud',
+             'content-aware adaptive controller: standard/tail config per bandwidth level -> knobs'),
+    NodeSpec('rviz', 'rviz2', 'cloud', 'rviz2 with config/runespoor.rviz', package='rviz2',
+             arguments=('-d', '{share}/config/runespoor.rviz'), condition='rviz', external=True),
+)
+
+#: One process running every cloud node with a multi-threaded executor (no full-res images over DDS).
+CLOUD_SINGLE_PROCESS = NodeSpec('cloud', 'runespoor_cloud.cloud_process', 'cloud',
+                                'all cloud nodes in one process (multi-threaded executor)')
+
+#: role -> node groups it runs, in start order.
+ROLES: dict[str, tuple[str, ...]] = {
+    'robot': ('robot',),
+    'cloud': ('cloud',),
+    'demo': ('cloud', 'robot', 'replay'),
+}
+
+#: group -> parameter file under config/.
+PARAMS_FILES: dict[str, str] = {'replay': 'replay.yaml', 'robot': 'robot.yaml', 'cloud': 'cloud.yaml'}
+
+#: Launch arguments per group (a role gets the union of its groups'; namespace/params for every role).
+LAUNCH_ARGS: dict[str, tuple[LaunchArg, ...]] = {
+    'robot': (
+        LaunchArg('bandwidth', '10000.0', 'emulated uplink bandwidth [kbit/s] (0 = unlimited)',
+                  (('edge_streamer', 'bandwidth_kbps', 'float'),)),
+        LaunchArg('schedule', '', 'bandwidth schedule "t_s:kbps,..." e.g. "0:10000,5:5000,12:2000,19:10000"',
+                  (('edge_streamer', 'schedule', 'str'),)),
+    ),
+    'cloud': (
+        LaunchArg('device', 'cpu', 'torch device for restoration and segmentation: cpu or cuda',
+                  (('restorer', 'device', 'str'), ('segmentation', 'device', 'str'))),
+        LaunchArg('data_root', '', 'data sets folder (empty: $RUNESPOOR_DATA or ../shared/data)',
+                  (('segmentation', 'data_root', 'str'),)),
+        LaunchArg('model_dir', '', 'third-party weights folder (empty: $RUNESPOOR_MODELS or ../shared/models)',
+                  (('segmentation', 'model_dir', 'str'),)),
+        LaunchArg('weights_dir', '', "the project's trained SR/ASR weights (empty: the installed models/)",
+                  (('restorer', 'weights_dir', 'str'),)),
+        LaunchArg('rviz', 'false', 'start rviz2 with config/runespoor.rviz'),
+    ),
+    'replay': (
+        LaunchArg('bag', '', 'rosbag2 folder to replay', (('bag_player', 'bag', 'str'),)),
+        LaunchArg('rate', '1.0', 'replay rate factor', (('bag_player', 'rate', 'float'),)),
+        LaunchArg('loop', 'false', 'replay the bag in a loop', (('bag_player', 'loop', 'bool'),)),
+    ),
+}
+COMMON_ARGS = (
+    LaunchArg('namespace', '', 'ROS namespace of every node of the role'),
+)
+
+
+def nodes_for(role: str, include_external: bool = True) -> list[NodeSpec]:
+    if role not in ROLES:
+        raise ValueError(f'unknown role {role!r}; roles: {sorted(ROLES)}')
+    groups = ROLES[role]
+    return [n for g in groups for n in NODES
+            if n.group == g and (include_external or not n.external)]
+
+
+def launch_args_for(role: str) -> list[LaunchArg]:
+    args = list(COMMON_ARGS)
+    for g in ROLES[role]:
+        args.append(LaunchArg(f'params_file_{g}' if len(ROLES[role]) > 1 else 'params_file',
+                              f'{{share}}/config/{PARAMS_FILES[g]}',
+                              f'parameter file of the {g} nodes (YAML keyed by node name)'))
+        args.extend(LAUNCH_ARGS[g])
+    return args
+
+
+def params_file_arg(role: str, group: str) -> str:
+    return f'params_file_{group}' if len(ROLES[role]) > 1 else 'params_file'
+
+
+def coerce(value: str, kind: str):
+    """Convert a launch-argument string to the parameter's type (`-p x:=1` would parse as int)."""
+    if kind == 'float':
+        return float(value)
+    if kind == 'int':
+        return int(value)
+    if kind == 'bool':
+        low = str(value).strip().lower()
+        if low in ('true', '1', 'yes', 'on'):
+            return True
+        if low in ('false', '0', 'no', 'off'):
+            return False
+        raise ValueError(f'not a boolean: {value!r}')
+    return str(value)
+
+
+def overrides_for(role: str, values: dict[str, str]) -> dict[str, dict[str, object]]:
+    """node name -> {parameter: typed value} for the launch arguments given in `values`.
+
+    Arguments left at '' (meaning "automatic") are not passed, so the parameter file decides.
+    """
+    out: dict[str, dict[str, object]] = {}
+    for arg in launch_args_for(role):
+        if arg.name not in values or values[arg.name] in ('', None):
+            continue
+        for node, param, kind in arg.sets:
+            out.setdefault(node, {})[param] = coerce(values[arg.name], kind)
+    return out

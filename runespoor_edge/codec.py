@@ -1,0 +1,74 @@
+"""The edge's frame encoding, exactly: area downsample to floor(size / scale), then JPEG (OpenCV).
+
+Training, evaluation and profiling import these functions, so what they feed the models is byte-for-byte
+what the cloud receives from a robot with the same knobs. Images are RGB uint8 (H, W, 3) or mono (H, W).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+VALID_SCALES = (1, 2, 4, 6, 8)
+QUALITY_RANGE = (40, 95)
+
+
+class CodecError(ValueError):
+    """A frame that cannot be encoded or decoded (the message says why)."""
+
+
+def scaled_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    """Size of a `width`x`height` frame sent at `scale` (floor; 2048x1024 at x6 -> 341x170)."""
+    if scale not in VALID_SCALES:
+        raise CodecError(f'scale {scale!r} is not one of {VALID_SCALES}')
+    w, h = width // scale, height // scale
+    if w < 1 or h < 1:
+        raise CodecError(f'{width}x{height} is too small for scale {scale}')
+    return w, h
+
+
+def downsample(image: np.ndarray, scale: int) -> np.ndarray:
+    """Area-interpolated downsample to floor(size / scale); scale 1 returns the image itself."""
+    h, w = image.shape[:2]
+    tw, th = scaled_size(w, h, scale)
+    if scale == 1:
+        return image
+    return cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """JPEG-encode an RGB (or mono) uint8 image at `quality` (40..95)."""
+    if not QUALITY_RANGE[0] <= int(quality) <= QUALITY_RANGE[1]:
+        raise CodecError(f'JPEG quality {quality!r} outside {QUALITY_RANGE}')
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
+        raise CodecError(f'cannot encode array of dtype {image.dtype} and shape {image.shape}')
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise CodecError('OpenCV failed to encode the frame')
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """Decode JPEG bytes to RGB uint8 (H, W, 3). Raises CodecError for empty, corrupt or truncated data."""
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
+    if buf.size < 4:
+        raise CodecError(f'JPEG payload of {buf.size} bytes is empty or truncated')
+    if buf[0] != 0xFF or buf[1] != 0xD8:
+        raise CodecError('payload is not a JPEG (no SOI marker)')
+    if buf[-2] != 0xFF or buf[-1] != 0xD9:
+        raise CodecError(f'JPEG of {buf.size} bytes is truncated (no EOI marker)')
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise CodecError(f'corrupt JPEG of {buf.size} bytes')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def edge_encode(image: np.ndarray, scale: int, quality: int) -> bytes:
+    """What the edge streamer sends for one frame: downsample(scale) then JPEG(quality)."""
+    return encode_jpeg(downsample(image, scale), quality)
+
+
+def edge_roundtrip(image: np.ndarray, scale: int, quality: int) -> tuple[np.ndarray, int]:
+    """The low-resolution frame the cloud decodes, and the number of bytes sent."""
+    data = edge_encode(image, scale, quality)
+    return decode_jpeg(data), len(data)

@@ -1,0 +1,58 @@
+"""The pip-mode runner starts the robot and cloud roles as processes and stops them cleanly."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+CLI = [sys.executable, '-m', 'runespoor_common.cli', 'launch']
+
+
+def _start(args):
+    return subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ), start_new_session=True)
+
+
+def _read_until(proc, needles, timeout):
+    """Collect output until every needle has appeared (or timeout); returns the text."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    text, deadline = '', time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(n in text for n in needles):
+        if sel.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            text += line
+    return text
+
+
+@pytest.mark.parametrize('role,needles', [
+    ('robot', ['[edge_streamer]']),
+    ('cloud', ['[restorer', '[segmentation', '[tail_detector', '[cac_controller']),
+])
+def test_role_starts_and_stops_cleanly_on_sigint(role, needles):
+    proc = _start([role])
+    try:
+        text = _read_until(proc, needles + ['ready'] * 0, 60)
+        assert all(n in text for n in needles), text[-3000:]
+        time.sleep(2.0)
+        assert proc.poll() is None, f'runner exited early:\n{text[-3000:]}'
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (text + rest)[-3000:]
+        assert 'stopping the nodes' in rest
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_runner_exits_nonzero_when_a_node_dies():
+    proc = _start(['robot', '--set', 'edge_streamer:jpeg_quality=500'])
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert 'node edge_streamer exited with code' in out and 'jpeg_quality' in out

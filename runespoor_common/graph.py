@@ -64,6 +64,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     'robot': ('robot',),
     'cloud': ('cloud',),
     'demo': ('cloud', 'robot', 'replay'),
+    'replay': ('replay',),
 }
 
 #: group -> parameter file under config/.

@@ -1,0 +1,190 @@
+"""Analysis of a recorded demo run (pure: no ROS). Turns what the monitor saw into summary figures.
+
+Times are float seconds of ROS (system) time; `t0` is the first capture stamp of the run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SentFrame:
+    seq: int
+    stamp: float        # capture stamp [s]
+    send_time: float    # released onto the emulated link [s]
+    nbytes: int         # JPEG bytes
+    scale: int
+    quality: int
+    config_id: str
+    tail_mode: bool
+
+
+@dataclass
+class KnobEvent:
+    time: float         # stamp the controller put on the config [s]
+    config_id: str
+    tail_mode: bool
+    reason: str
+
+
+@dataclass
+class TailEvent:
+    stamp: float        # capture stamp of the judged frame [s]
+    recv_time: float
+    ratio: float
+    is_tail: bool
+
+
+@dataclass
+class Phase:
+    start: float        # [s] from t0
+    end: float          # [s] from t0 (inf for the last)
+    kbps: float
+
+
+def parse_schedule(text: str) -> list[tuple[float, float]]:
+    """"0:10000,5:5000" -> [(0.0, 10000.0), (5.0, 5000.0)] (seconds, kbit/s), sorted, validated."""
+    out = []
+    for item in text.split(','):
+        item = item.strip()
+        if not item:
+            continue
+        t, kbps = item.split(':')
+        t, kbps = float(t), float(kbps)
+        if not (math.isfinite(t) and math.isfinite(kbps)) or t < 0 or kbps < 0:
+            raise ValueError(f'bad schedule entry {item!r}: need t >= 0 s and kbps >= 0')
+        out.append((t, kbps))
+    if not out:
+        raise ValueError(f'empty bandwidth schedule {text!r}')
+    return sorted(out)
+
+
+def format_schedule(entries: list[tuple[float, float]]) -> str:
+    return ','.join(f'{t:g}:{k:.0f}' for t, k in entries)
+
+
+#: The paper's CAC experiment: full -> half -> fifth -> full at t = 0, 5, 12, 19 s, 10/5/2 Mbps for
+#: 2048x1024 at 17 fps.
+PAPER_SCHEDULE = [(0.0, 1.0), (5.0, 0.5), (12.0, 0.2), (19.0, 1.0)]
+PAPER_FULL_KBPS = 10000.0
+PAPER_PIXEL_RATE = 2048 * 1024 * 17
+
+
+def paper_schedule(width: int, height: int, fps: float, time_scale: float = 1.0) -> list[tuple[float, float]]:
+    """The paper's schedule with rates scaled to the source's pixel rate (so the phases bind alike)."""
+    full = PAPER_FULL_KBPS * (width * height * fps) / PAPER_PIXEL_RATE
+    return [(t * time_scale, round(full * f, 1)) for t, f in PAPER_SCHEDULE]
+
+
+def phases(schedule: list[tuple[float, float]], end: float) -> list[Phase]:
+    out = []
+    for i, (t, k) in enumerate(schedule):
+        t_next = schedule[i + 1][0] if i + 1 < len(schedule) else end
+        if t < end:
+            out.append(Phase(t, min(t_next, end), k))
+    return out
+
+
+def kbps_per_phase(sent: list[SentFrame], schedule, t0: float, end: float) -> list[dict]:
+    """Mean sent rate in each schedule phase (by send time), beside the phase's budget."""
+    rows = []
+    for ph in phases(schedule, end):
+        dur = ph.end - ph.start
+        nbytes = sum(f.nbytes for f in sent if ph.start <= f.send_time - t0 < ph.end)
+        frames = sum(1 for f in sent if ph.start <= f.send_time - t0 < ph.end)
+        rows.append({'start_s': ph.start, 'end_s': ph.end, 'budget_kbps': ph.kbps,
+                     'sent_kbps': 8 * nbytes / 1000 / dur if dur > 0 else 0.0, 'frames': frames})
+    return rows
+
+
+def reaction_times(tails: list[TailEvent], sent: list[SentFrame]) -> list[float]:
+    """For each tail frame that found the edge in standard mode: capture stamp of the tail frame ->
+    send time of the first frame the edge sent with a tail config after it [s]."""
+    out = []
+    by_send = sorted(sent, key=lambda f: f.send_time)
+    for ev in sorted(tails, key=lambda e: e.stamp):
+        if not ev.is_tail:
+            continue
+        # the judged frame itself went out in standard mode (otherwise there is nothing to react to)
+        judged = [f for f in by_send if abs(f.stamp - ev.stamp) < 1e-6]
+        if judged and judged[0].tail_mode:
+            continue
+        first = next((f for f in by_send if f.tail_mode and f.send_time >= ev.stamp), None)
+        if first is not None:
+            out.append(first.send_time - ev.stamp)
+    return out
+
+
+def percentile_summary(values: list[float], scale: float = 1000.0) -> dict:
+    """median / p95 / count (values scaled, default s -> ms)."""
+    if not values:
+        return {'median': None, 'p95': None, 'count': 0}
+    arr = np.asarray(values, dtype=float) * scale
+    return {'median': float(np.median(arr)), 'p95': float(np.percentile(arr, 95)), 'count': int(arr.size)}
+
+
+def frame_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = 255) -> float:
+    """mIoU of one frame over the classes present in its ground truth (ignore label excluded)."""
+    valid = gt != ignore
+    g = gt[valid].astype(np.int64)
+    p = pred[valid].astype(np.int64)
+    p = np.where(p < num_classes, p, num_classes)  # out-of-range predictions count as wrong
+    cm = np.bincount(g * (num_classes + 1) + p, minlength=(num_classes + 1) ** 2)
+    cm = cm.reshape(num_classes + 1, num_classes + 1)[:num_classes]
+    present = np.flatnonzero(cm.sum(axis=1) > 0)
+    if present.size == 0:
+        return float('nan')
+    inter = cm[present, present]
+    union = cm[present].sum(axis=1) + cm[:, present].sum(axis=0) - inter
+    return float(np.mean(inter / np.maximum(union, 1)))
+
+
+def per_second(times: list[float], values: list[float], t0: float, end: float) -> np.ndarray:
+    """Mean of `values` in each 1-s bin of `times - t0` over [0, end) (nan where a bin is empty)."""
+    n = max(1, int(math.ceil(end)))
+    sums, counts = np.zeros(n), np.zeros(n)
+    for t, v in zip(times, values):
+        i = int(t - t0)
+        if 0 <= i < n and not math.isnan(v):
+            sums[i] += v
+            counts[i] += 1
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def plot_timeline(path, seconds: np.ndarray, curves: dict[str, np.ndarray], sent_kbps: np.ndarray,
+                  budget_kbps: np.ndarray, switches: list[tuple[float, bool]], tails: list[float],
+                  title: str) -> None:
+    """The paper's Fig. 12: relative accuracy per second per method, the sent rate and the knob changes."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={'height_ratios': [3, 2]})
+    styles = {'ASR+CAC': ('tab:red', 'o-'), 'ASR only': ('tab:blue', 's--'), 'bilinear only': ('tab:gray', '^:')}
+    for name, values in curves.items():
+        color, fmt = styles.get(name, (None, 'o-'))
+        ax.plot(seconds + 0.5, 100 * values, fmt, color=color, label=name, markersize=4)
+    for t in tails:
+        ax.axvspan(t, t + 0.05, color='tab:orange', alpha=0.25, lw=0)
+    for t, tail in switches:
+        for a in (ax, bx):
+            a.axvline(t, color='tab:green' if tail else 'tab:purple', lw=0.8, alpha=0.7)
+    ax.set_ylabel('accuracy relative to HR [%]')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.plot([], [], color='tab:green', label='knobs -> tail config')
+    ax.plot([], [], color='tab:purple', label='knobs -> standard config')
+    ax.legend(loc='lower left', fontsize=8)
+    bx.step(seconds, budget_kbps, where='post', color='k', label='link budget')
+    bx.bar(seconds + 0.5, sent_kbps, width=0.8, color='tab:red', alpha=0.5, label='sent (ASR+CAC)')
+    bx.set_ylabel('kbit/s')
+    bx.set_xlabel('time since the first frame [s]')
+    bx.legend(loc='upper right', fontsize=8)
+    bx.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

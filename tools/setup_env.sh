@@ -29,7 +29,9 @@ fi
 REQ_HASH=$(sha256sum requirements.txt | cut -c1-16)
 if [ "$(cat "$VENV/.req-hash" 2>/dev/null)" != "$REQ_HASH" ]; then
   echo "setup: installing Python packages into $VENV (requirements.txt changed)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  mkdir -p build
+  "$VENV/bin/pip" install --disable-pip-version-check -r requirements.txt > build/pip-install.log 2>&1 \
+    || { grep -v 'is ignored: it is neither' build/pip-install.log | tail -40; exit 1; }
   "$VENV/bin/python" tools/fix_ros_wheels_cmake.py --prefix "$VENV"
   echo "$REQ_HASH" > "$VENV/.req-hash"
   rm -f "$VENV/.build-hash"

@@ -1,0 +1,148 @@
+"""bag_player: replays a rosbag2 (MCAP or sqlite3) at its recorded rate, where `ros2 bag play` is absent.
+
+Publishes each chosen topic of the bag under its own name made relative (/camera/image_raw ->
+camera/image_raw, so namespaces and remapping apply) with the serialized bytes straight from the bag:
+images with sensor-data QoS, KnobConfig/ClassMap latched, anything else reliable. Timing and restamping
+come from runespoor_edge.bagio.BagPlayback; the replay runs in a thread while the node spins.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+import time
+
+from rclpy.node import Node
+
+from runespoor_common.params import Param, declare
+from runespoor_edge import bagio
+
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage', 'runespoor/msg/EncodedFrame')
+LATCHED_TYPES = ('runespoor/msg/KnobConfig', 'runespoor/msg/ClassMap')
+
+
+def _positive(v):
+    return None if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else f'must be > 0, got {v!r}'
+
+
+def _nonneg(v):
+    return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else f'must be >= 0, got {v!r}'
+
+
+PARAMS = [
+    Param('bag', '', 'rosbag2 folder to replay (required)', lambda v: None if v else 'must name a bag folder',
+          read_only=True),
+    Param('rate', 1.0, 'replay rate factor (2.0 = twice as fast)', _positive, read_only=True),
+    Param('loop', False, 'start again at the end', read_only=True),
+    Param('start_offset', 0.0, 'skip this much of the bag at the start [s]', _nonneg, read_only=True),
+    Param('topics', ['/camera/image_raw', '/camera/labels'],
+          'topics to replay (those absent from the bag are skipped); ["*"] = every topic', read_only=True),
+    Param('restamp', False, 'map header stamps onto the current time (stamps advance across loops)',
+          read_only=True),
+    Param('wait_for_subscribers', 0, 'before starting, wait until camera/image_raw has this many subscribers '
+          '(at most wait_timeout_s) [count]', _nonneg, read_only=True),
+    Param('wait_timeout_s', 30.0, 'longest wait for subscribers [s]', _nonneg, read_only=True),
+    Param('exit_when_done', False, 'shut the node down at the end of the bag (no loop)', read_only=True),
+]
+
+
+def message_class(msgtype: str):
+    """The rclpy message class for 'pkg/msg/Name'."""
+    pkg, kind, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+
+
+def publisher_qos(msgtype: str):
+    from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+    if msgtype in IMAGE_TYPES:
+        return SENSOR_QOS
+    if msgtype in LATCHED_TYPES:
+        return LATCHED_QOS
+    return RELIABLE_QOS
+
+
+class BagPlayer(Node):
+    def __init__(self, **kwargs):
+        super().__init__('bag_player', **kwargs)
+        p = self.p = declare(self, PARAMS)
+        wanted = list(p['topics'])
+        try:
+            reader = bagio.open_reader(p['bag'])
+            available = {c.topic: c.msgtype for c in reader.connections}
+            reader.close()
+            topics = sorted(available) if wanted == ['*'] else [t if t.startswith('/') else '/' + t for t in wanted]
+            missing = [t for t in topics if t not in available]
+            if missing:
+                self.get_logger().warning(f'not in {p["bag"]}, skipped: {missing}')
+            topics = [t for t in topics if t in available]
+            if not topics:
+                raise ValueError(f'none of the topics {wanted} is in {p["bag"]} (it has {sorted(available)})')
+            self.playback = bagio.BagPlayback(p['bag'], topics, rate=float(p['rate']), loop=bool(p['loop']),
+                                              start_offset=float(p['start_offset']), restamp=bool(p['restamp']))
+        except bagio.BagError as exc:
+            raise ValueError(str(exc)) from exc
+        self.pubs = {}
+        for topic, msgtype in self.playback.topics.items():
+            try:
+                cls = message_class(msgtype)
+            except (ImportError, AttributeError, ValueError):
+                self.get_logger().warning(f'{topic}: message type {msgtype} is not installed; skipped')
+                continue
+            self.pubs[topic] = self.create_publisher(cls, topic.lstrip('/'), publisher_qos(msgtype))
+        if not self.pubs:
+            raise ValueError('no topic of the bag can be published (message types missing)')
+        self.published = 0
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _wait_subscribers(self) -> None:
+        need = int(self.p['wait_for_subscribers'])
+        if need <= 0:
+            return
+        pub = self.pubs.get('/camera/image_raw') or next(iter(self.pubs.values()))
+        deadline = time.monotonic() + float(self.p['wait_timeout_s'])
+        while pub.get_subscription_count() < need and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.05)
+        if pub.get_subscription_count() < need:
+            self.get_logger().warning(f'{pub.topic_name}: only {pub.get_subscription_count()} of {need} '
+                                      'subscribers after the wait; replaying anyway')
+
+    def _publish(self, item: bagio.PlayItem) -> None:
+        pub = self.pubs.get(item.topic)
+        if pub is not None:
+            pub.publish(item.data)
+            self.published += 1
+
+    def _run(self) -> None:
+        try:
+            self._wait_subscribers()
+            pb = self.playback
+            self.get_logger().info(
+                f'replaying {pb.bag} ({", ".join(self.pubs)}) at x{pb.rate:g}'
+                f'{", looping" if pb.loop else ""}{", restamped" if pb.restamp else ""}')
+            n = pb.play(self._publish, stop=self._stop.is_set)
+            if not self._stop.is_set():
+                self.get_logger().info(f'end of bag: {n} messages published')
+        except Exception as exc:  # a broken bag file: say so, do not take the process down silently
+            self.get_logger().error(f'replay failed: {exc}')
+        finally:
+            self.done.set()
+            if self.p['exit_when_done'] and not self._stop.is_set():
+                import rclpy
+                rclpy.try_shutdown(context=self.context)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+
+def main(args=None):
+    from runespoor_common.node_main import run_node
+    return run_node(lambda: BagPlayer(), args)
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument('--restamp', action='store_true', help='map header stamps onto the current time')
     p.add_argument('--wait-subscribers', type=int, default=0,
                    help='wait (<= 30 s) until /camera/image_raw has this many subscribers')
+    p.add_argument('--reliable', action='store_true',
+                   help='publish images reliable (no loss between processes) instead of sensor-data QoS')
     p.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: the environment\'s)')
 
     r = sub.add_parser('record', help='record topics to MCAP (the project\'s own types included)')
@@ -69,7 +71,6 @@ def _ros_list(values) -> str:
 
 
 def _run_node(factory, params: dict) -> int:
-    from runespoor_common import rosenv
     from runespoor_common.node_main import run_node
     ros_args = ['runespoor', '--ros-args']
     for k, v in params.items():
@@ -77,6 +78,8 @@ def _run_node(factory, params: dict) -> int:
             v = 'true' if v else 'false'
         elif isinstance(v, (list, tuple)):
             v = _ros_list(v)
+        elif isinstance(v, str):
+            v = "'" + v.replace("'", "''") + "'"  # a YAML string, whatever it looks like
         ros_args += ['-p', f'{k}:={v}']
     return run_node(factory, ros_args)
 
@@ -115,7 +118,8 @@ def _dispatch(args) -> int:
                           start_offset=args.start_offset)  # validate before starting ROS
         return _run_node(BagPlayer, {'bag': str(args.bag), 'rate': float(args.rate), 'loop': args.loop,
                                      'start_offset': float(args.start_offset), 'topics': args.topics,
-                                     'restamp': args.restamp, 'wait_for_subscribers': args.wait_subscribers,
+                                     'restamp': args.restamp, 'reliable': args.reliable,
+                                     'wait_for_subscribers': args.wait_subscribers,
                                      'exit_when_done': not args.loop})
     if args.bag_command == 'record':
         from runespoor_edge.recorder_node import BagRecorder

@@ -40,8 +40,10 @@ PARAMS = [
     Param('restamp', False, 'map header stamps onto the current time (stamps advance across loops)',
           read_only=True),
     Param('wait_for_subscribers', 0, 'before starting, wait until camera/image_raw has this many subscribers '
-          '(at most wait_timeout_s) [count]', _nonneg, read_only=True),
+          '(at most wait_timeout_s; other topics get 2 s more to catch up) [count]', _nonneg, read_only=True),
     Param('wait_timeout_s', 30.0, 'longest wait for subscribers [s]', _nonneg, read_only=True),
+    Param('reliable', False, 'publish images reliable (IMAGE_QOS) instead of sensor-data QoS: no loss of '
+          'multi-MB frames between processes, at the cost of back-pressure', read_only=True),
     Param('exit_when_done', False, 'shut the node down at the end of the bag (no loop)', read_only=True),
 ]
 
@@ -52,10 +54,10 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
 
 
-def publisher_qos(msgtype: str):
-    from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+def publisher_qos(msgtype: str, reliable_images: bool = False):
+    from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
     if msgtype in IMAGE_TYPES:
-        return SENSOR_QOS
+        return IMAGE_QOS if reliable_images else SENSOR_QOS
     if msgtype in LATCHED_TYPES:
         return LATCHED_QOS
     return RELIABLE_QOS
@@ -88,7 +90,8 @@ class BagPlayer(Node):
             except (ImportError, AttributeError, ValueError):
                 self.get_logger().warning(f'{topic}: message type {msgtype} is not installed; skipped')
                 continue
-            self.pubs[topic] = self.create_publisher(cls, topic.lstrip('/'), publisher_qos(msgtype))
+            qos = publisher_qos(msgtype, bool(p['reliable']))
+            self.pubs[topic] = self.create_publisher(cls, topic.lstrip('/'), qos)
         if not self.pubs:
             raise ValueError('no topic of the bag can be published (message types missing)')
         self.published = 0
@@ -98,16 +101,22 @@ class BagPlayer(Node):
         self.thread.start()
 
     def _wait_subscribers(self) -> None:
+        """Wait (<= wait_timeout_s) until camera/image_raw (else every topic) has the subscribers asked for,
+        then give the other topics up to 2 s more to catch up."""
         need = int(self.p['wait_for_subscribers'])
         if need <= 0:
             return
-        pub = self.pubs.get('/camera/image_raw') or next(iter(self.pubs.values()))
+        main = [self.pubs['/camera/image_raw']] if '/camera/image_raw' in self.pubs else list(self.pubs.values())
+        short = lambda pubs: [p for p in pubs if p.get_subscription_count() < need]  # noqa: E731
         deadline = time.monotonic() + float(self.p['wait_timeout_s'])
-        while pub.get_subscription_count() < need and time.monotonic() < deadline and not self._stop.is_set():
+        while short(main) and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.05)
-        if pub.get_subscription_count() < need:
+        for pub in short(main):
             self.get_logger().warning(f'{pub.topic_name}: only {pub.get_subscription_count()} of {need} '
                                       'subscribers after the wait; replaying anyway')
+        grace = time.monotonic() + 2.0
+        while short(self.pubs.values()) and time.monotonic() < grace and not self._stop.is_set():
+            time.sleep(0.05)
 
     def _publish(self, item: bagio.PlayItem) -> None:
         pub = self.pubs.get(item.topic)
@@ -124,6 +133,7 @@ class BagPlayer(Node):
                 f'{", looping" if pb.loop else ""}{", restamped" if pb.restamp else ""}')
             n = pb.play(self._publish, stop=self._stop.is_set)
             if not self._stop.is_set():
+                self._flush()
                 self.get_logger().info(f'end of bag: {n} messages published')
         except Exception as exc:  # a broken bag file: say so, do not take the process down silently
             self.get_logger().error(f'replay failed: {exc}')
@@ -132,6 +142,15 @@ class BagPlayer(Node):
             if self.p['exit_when_done'] and not self._stop.is_set():
                 import rclpy
                 rclpy.try_shutdown(context=self.context)
+
+    def _flush(self, timeout_s: float = 5.0) -> None:
+        """Let the last messages reach the subscribers before the process may exit."""
+        from rclpy.duration import Duration
+        from rclpy.qos import ReliabilityPolicy
+        for pub in self.pubs.values():
+            if pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
+                pub.wait_for_all_acked(Duration(seconds=timeout_s))
+        time.sleep(0.2)
 
     def close(self) -> None:
         self._stop.set()

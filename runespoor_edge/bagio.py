@@ -582,7 +582,8 @@ class BagPlayback:
         self.clock, self.now_ns = clock, now_ns
         reader = open_reader(self.bag)
         try:
-            self.start_ns, self.end_ns = reader.start_time, reader.end_time
+            # rosbags' end_time is exclusive (last log time + 1 ns)
+            self.start_ns, self.end_ns = reader.start_time, reader.end_time - 1
             available = {c.topic: c.msgtype for c in reader.connections}
         finally:
             reader.close()
@@ -604,18 +605,28 @@ class BagPlayback:
         """Length of one pass from the start offset [bag ns] (+ one median frame gap when looping)."""
         return self.end_ns - (self.start_ns + round(self.start_offset * 1e9))
 
+    def _step_ns(self, gaps: list[int]) -> int:
+        """Pause between the end of one pass and the next: the median gap between messages, else one
+        frame at the bag's recorded fps, else 1 s (a one-frame bag loops once a second, not flat out)."""
+        if gaps:
+            return int(np.median(gaps))
+        try:
+            fps = float(custom_data(self.bag).get(CUSTOM_PREFIX + 'fps', 0))
+        except (OSError, ValueError):
+            fps = 0.0
+        return round(1e9 / fps) if fps > 0 else 1_000_000_000
+
     def items(self, stop: Callable[[], bool] = lambda: False) -> Iterator[PlayItem]:
         """Messages in order with the clock time they are due; the caller waits (see `play`)."""
-        from rosbags.rosbag2 import Reader  # noqa: F401  (imported for the error early)
         t_clock0 = self.clock()
         t_ros0 = self.now_ns()
         first_ns = self.start_ns + round(self.start_offset * 1e9)
         loop_shift = 0
+        gaps: list[int] = []
         while True:
             reader = open_reader(self.bag)
             try:
                 conns = [c for c in reader.connections if c.topic in self.topics]
-                gap = 0
                 last = None
                 for conn, t_ns, raw in reader.messages(connections=conns, start=first_ns):
                     if stop():
@@ -625,16 +636,16 @@ class BagPlayback:
                     if self.restamp and self._with_header[conn.topic]:
                         st = cdr_stamp_ns(raw)
                         data = restamp_cdr(raw, t_ros0 + round((st - first_ns + loop_shift) / self.rate))
-                    if last is not None and t_ns > last:
-                        gap = t_ns - last if gap == 0 else min(gap, t_ns - last)
+                    if last is not None and t_ns > last and len(gaps) < 1000:
+                        gaps.append(t_ns - last)
                     last = t_ns
                     yield PlayItem(conn.topic, conn.msgtype, data, t_ns, t_clock0 + rel / 1e9)
             finally:
                 reader.close()
             self.loops_done += 1
-            if not self.loop:
+            if not self.loop or stop():
                 return
-            loop_shift += self.period_ns + (gap or 1)
+            loop_shift += self.period_ns + self._step_ns(gaps)
 
     def play(self, publish: Callable[[PlayItem], None], stop: Callable[[], bool] = lambda: False,
              sleep: Callable[[float], None] = time.sleep) -> int:

@@ -1,12 +1,19 @@
-"""Emulated uplink: a token bucket in kbit/s with an optional bandwidth schedule (pure logic, no ROS).
+"""Emulated uplink: a link of bandwidth r(t) kbit/s (optionally a bandwidth schedule) in front of a
+bounded queue, as a token bucket (pure logic, no ROS).
 
-Tokens (bits) accrue at the current bandwidth r(t) up to a capacity of `burst_s * r(t)`; a frame of
-`n` bytes is released only when the bucket holds `8 n` bits, which it then consumes. Hence over any
-window (t1, t2] the released bits never exceed `capacity(t1) + integral of r over the window` -- the
-link is never over budget. A frame that does not fit is either dropped at once (policy "drop") or waits
-in a bounded FIFO queue (policy "delay") until the bucket holds enough; frames that wait longer than
-`max_delay_s`, that overflow the queue (the oldest goes) or that are larger than the whole bucket are
-dropped with a reason. Bandwidth 0 means an unlimited link.
+Tokens (bits) accrue at the current bandwidth r(t). The frame at the head of the queue is "on the wire":
+it leaves (is released) once the bucket holds its `8 * nbytes` bits, which it then consumes -- so a frame
+of b bits takes b / r seconds to cross an idle link, like a real bottleneck, and queued frames follow
+back to back. While no frame waits, the
+bucket keeps at most `burst_s * r(t)` bits (default 0: an idle link earns nothing, the exact-link model).
+Hence from start the released bits never exceed the scheduled bits (plus the idle burst when
+`burst_s > 0`), and over any window (t1, t2] they never exceed the scheduled bits in the window plus one
+frame (or the burst, whichever is larger) -- the link is never over budget.
+
+Policy "delay": up to `max_queue` frames wait behind the one on the wire (FIFO); when the queue is full
+the oldest waiting frame is dropped ('queue_full'), and waiting frames older than `max_delay_s` are
+dropped ('stale'); a frame on the wire always completes. Policy "drop": a frame that cannot leave at
+once while another is on the wire is dropped ('busy'); no queue. Bandwidth 0 means an unlimited link.
 
 The schedule "0:10000,5:5000,12:2000,19:10000" means 10 Mbit/s from t = 0 s, 5 Mbit/s from 5 s, ...
 where t is measured from `start()` (the streamer starts the link at its first camera frame); the last
@@ -24,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 POLICIES = ('delay', 'drop')
+_EPS_BITS = 1e-3  # float rounding of rate x time (0.2 s x 1e6 bit/s = 199999.99999...)
 
 
 class LinkError(ValueError):
@@ -112,7 +120,7 @@ class Released:
 class Dropped:
     payload: Any
     nbytes: int
-    reason: str   # 'no_tokens' (drop policy), 'queue_full', 'stale', 'oversize'
+    reason: str   # 'busy' (drop policy), 'queue_full', 'stale' (delay policy)
 
 
 @dataclass
@@ -130,7 +138,7 @@ class TokenBucketLink:
     """The emulated uplink. Call `offer()` for each encoded frame and `poll()` regularly (policy delay)."""
 
     def __init__(self, bandwidth_kbps: float = 0.0, schedule: str | Schedule | None = None,
-                 policy: str = 'delay', burst_s: float = 1.0, max_queue: int = 5, max_delay_s: float = 2.0,
+                 policy: str = 'delay', burst_s: float = 0.0, max_queue: int = 3, max_delay_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self._t0: Optional[float] = None
@@ -163,10 +171,10 @@ class TokenBucketLink:
         if new['policy'] not in POLICIES:
             raise LinkError(f'link policy must be one of {list(POLICIES)}, got {new["policy"]!r}')
         if not (isinstance(new['burst_s'], (int, float)) and math.isfinite(new['burst_s'])
-                and new['burst_s'] > 0):
-            raise LinkError(f'burst_s must be a finite number > 0, got {new["burst_s"]!r}')
-        if isinstance(new['max_queue'], bool) or not isinstance(new['max_queue'], int) or new['max_queue'] < 1:
-            raise LinkError(f'max_queue must be an integer >= 1, got {new["max_queue"]!r}')
+                and new['burst_s'] >= 0):
+            raise LinkError(f'burst_s must be a finite number >= 0, got {new["burst_s"]!r}')
+        if isinstance(new['max_queue'], bool) or not isinstance(new['max_queue'], int) or new['max_queue'] < 0:
+            raise LinkError(f'max_queue must be an integer >= 0, got {new["max_queue"]!r}')
         if not (isinstance(new['max_delay_s'], (int, float)) and new['max_delay_s'] > 0):
             raise LinkError(f'max_delay_s must be a number > 0, got {new["max_delay_s"]!r}')
         new.setdefault('schedule', None)
@@ -216,7 +224,16 @@ class TokenBucketLink:
         return self._settings['schedule'] is None and self._settings['bandwidth_kbps'] == 0
 
     def capacity_bits(self, now: float | None = None) -> float:
-        return math.inf if self.unlimited else self._settings['burst_s'] * self.rate_kbps(now) * 1000.0
+        """Most bits the bucket holds now: the idle burst, or what the frame on the wire needs."""
+        if self.unlimited:
+            return math.inf
+        return self._cap(self.rate_kbps(now))
+
+    def _cap(self, kbps: float) -> float:
+        # while frames wait the link is busy and earns up to the whole backlog (frames go back to back,
+        # so the poll granularity never costs link time); idle, it keeps at most the burst
+        idle = self._settings['burst_s'] * kbps * 1000.0
+        return max(idle, 8.0 * sum(item[1] for item in self._queue)) if self._queue else idle
 
     # ------------------------------------------------------------------ token accounting
     def _advance(self, now: float) -> None:
@@ -229,10 +246,9 @@ class TokenBucketLink:
             self._tokens = math.inf
         else:
             sched = self._settings['schedule'] or Schedule.constant(self._settings['bandwidth_kbps'])
-            burst = self._settings['burst_s']
             t1, t2 = self._t_last - self._t0, now - self._t0
             for lo, hi, kbps in sched.segments(t1, t2):
-                cap = burst * kbps * 1000.0
+                cap = self._cap(kbps)
                 self._tokens = min(cap, min(self._tokens, cap) + kbps * 1000.0 * (hi - lo))
         self._t_last = now
 
@@ -242,7 +258,7 @@ class TokenBucketLink:
 
     def _release(self, item, now) -> Released:
         payload, nbytes, offered = item
-        self._tokens -= nbytes * 8.0
+        self._tokens = max(0.0, self._tokens - nbytes * 8.0)
         self.counters.sent_frames += 1
         self.counters.sent_bytes += nbytes
         return Released(payload, nbytes, offered, now)
@@ -258,39 +274,33 @@ class TokenBucketLink:
         now = self._now(now)
         released, dropped = self.poll(now)
         item = (payload, int(nbytes), now)
-        bits = nbytes * 8.0
-        if bits > self.capacity_bits(now):
-            self._drop(item, 'oversize', dropped)
-        elif self.policy == 'drop':
-            if bits <= self._tokens:
-                released.append(self._release(item, now))
-            else:
-                self._drop(item, 'no_tokens', dropped)
-        else:
-            if not self._queue and bits <= self._tokens:
-                released.append(self._release(item, now))
-            else:
-                while len(self._queue) >= self.max_queue:
-                    self._drop(self._queue.popleft(), 'queue_full', dropped)
-                self._queue.append(item)
-        return released, dropped
+        if self._queue and self.policy == 'drop':
+            self._drop(item, 'busy', dropped)
+            return released, dropped
+        if self._queue and len(self._queue) - 1 >= self.max_queue:
+            self._drop(self._queue[1], 'queue_full', dropped)  # the oldest waiting frame (not the one on the wire)
+            del self._queue[1]
+        self._queue.append(item)
+        r2, d2 = self.poll(now)
+        return released + r2, dropped + d2
 
     def poll(self, now: float | None = None) -> tuple[list[Released], list[Dropped]]:
-        """Release queued frames the bucket now covers; drop those older than max_delay_s."""
+        """Release the frames whose bits the link has now carried; drop those that waited too long."""
         now = self._now(now)
         self._advance(now)
         released, dropped = [], []
         max_delay = self._settings['max_delay_s']
-        while self._queue:
-            head = self._queue[0]
-            if now - head[2] > max_delay:
+        for i in range(len(self._queue) - 1, 0, -1):  # waiting frames (not on the wire) that are too old
+            if now - self._queue[i][2] > max_delay:
+                self._drop(self._queue[i], 'stale', dropped)
+                del self._queue[i]
+        while self._queue and self._queue[0][1] * 8.0 <= self._tokens + _EPS_BITS:
+            released.append(self._release(self._queue.popleft(), now))
+            # the next frame reaches the wire now; it goes if it waited too long already
+            while self._queue and now - self._queue[0][2] > max_delay:
                 self._drop(self._queue.popleft(), 'stale', dropped)
-            elif head[1] * 8.0 > self.capacity_bits(now):
-                self._drop(self._queue.popleft(), 'oversize', dropped)
-            elif head[1] * 8.0 <= self._tokens:
-                released.append(self._release(self._queue.popleft(), now))
-            else:
-                break
+        if not self._queue:  # the link went idle: what it earned beyond the burst is lost
+            self._tokens = min(self._tokens, self.capacity_bits(now))
         return released, dropped
 
     def next_release_time(self, now: float | None = None) -> Optional[float]:

@@ -127,7 +127,7 @@ class Streamer:
         self.skipped_total = 0
         self.in_safe_mode = False
         self._last_knobs_time: Optional[float] = None
-        self._window_start: Optional[float] = None
+        self._window_start: Optional[float] = self._now(None)
         self._win = dict(bytes=0, frames=0, dropped=0, skipped=0, delay=0.0)
 
     def _now(self, now):
@@ -213,7 +213,7 @@ class Streamer:
             self._window_start = now
 
     def take_window(self, now: float | None = None) -> WindowStats:
-        """Statistics since the previous call (or the first frame), then start a new window."""
+        """Statistics since the previous call (or the construction), then start a new window."""
         now = self._now(now)
         start = self._window_start if self._window_start is not None else now
         w = self._win

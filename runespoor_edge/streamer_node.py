@@ -68,10 +68,11 @@ PARAMS = [
           '"0:10000,5:5000,12:2000,19:10000"; empty = constant bandwidth_kbps', _schedule),
     Param('link_policy', 'delay', 'a frame the link cannot take now: "delay" (queue it) or "drop"',
           one_of(*POLICIES)),
-    Param('burst_s', 1.0, 'token bucket capacity in seconds of the current bandwidth [s]', _positive),
-    Param('max_queue', 5, 'uplink queue length (policy delay); when full the oldest frame is dropped [frames]',
-          _int_at_least(1)),
-    Param('max_queue_delay_s', 2.0, 'queued frames older than this are dropped [s]', _positive),
+    Param('burst_s', 0.0, 'bits an idle link may save up, in seconds of the current bandwidth; 0 = an exact '
+          'link (a frame of b bits takes b / bandwidth on the wire) [s]', _finite_nonneg),
+    Param('max_queue', 3, 'frames that may wait behind the one on the wire (policy delay); when full the '
+          'oldest waiting frame is dropped [frames]', _int_at_least(0)),
+    Param('max_queue_delay_s', 1.0, 'waiting frames older than this are dropped [s]', _positive),
     Param('knob_timeout_s', 0.0, 'fall back to the safe knobs when no KnobConfig arrived for this long after '
           'the last one; 0 = never [s]', _finite_nonneg),
     Param('safe_scale', 4, 'safe-config scale (used after a knob timeout)', one_of(*VALID_SCALES)),
@@ -116,10 +117,10 @@ class EdgeStreamer(Node):
         self.create_timer(float(p['poll_period_s']), self._on_poll)
         self.create_timer(float(p['stats_period_s']), self._on_stats)
         self.frames_in = 0
-        self.get_logger().info(
-            f'edge streamer up: knobs {self.streamer.knobs.describe()}, link '
-            f'{"schedule " + p["schedule"] if p["schedule"] else (str(p["bandwidth_kbps"]) + " kbit/s" if p["bandwidth_kbps"] else "unlimited")}'
-            f', policy {p["link_policy"]}, session {self.session_id}')
+        link_text = (f'schedule {p["schedule"]} kbit/s' if p['schedule'] else
+                     f'{p["bandwidth_kbps"]:g} kbit/s' if p['bandwidth_kbps'] else 'unlimited')
+        self.get_logger().info(f'edge streamer up: knobs {self.streamer.knobs.describe()}, link {link_text}, '
+                               f'policy {p["link_policy"]}, session {self.session_id}')
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg):

@@ -73,7 +73,8 @@ def ensure_bag(args) -> Path:
         print(f'demo: replaying the cached bag {bag}')
         return bag
     print(f'demo: converting {args.format} {src} ({args.split} {args.sequence}) -> {bag}')
-    bagio.convert(fmt=args.format, input=Path(src), out=bag, split=args.split, sequence=args.sequence)
+    bagio.convert(fmt=args.format, input=Path(src), out=bag, split=args.split,
+                  sequence=None if args.format == 'video' else args.sequence)
     return bag
 
 
@@ -215,9 +216,14 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
     by_key = {int(round(f.stamp * 1e9)): f for f in sent}
 
     # accuracy of the live ASR+CAC run, of HR inference, and the offline baselines on the same frames
-    seg = Segmenter(dataset=info.get('dataset', 'camvid'), device=args.device)
+    dataset = info.get('dataset') if info.get('dataset') in ('camvid', 'cityscapes') else 'camvid'
+    seg = Segmenter(dataset=dataset, device=args.device)
     ncls = len(seg.info.class_names)
-    have_gt = bool(m.gt)
+    have_gt = bool(m.gt) and info.get('labels') not in (None, 'none', 'unknown')
+    if have_gt:  # bags keep the data set's own label ids; map them to class ids (255 = ignore)
+        from runespoor_edge.bagio import label_lut
+        lut = label_lut(info['labels'])
+        m.gt = {k: lut[v] for k, v in m.gt.items()}
     frames = [k for k in processed if k in m.images]
     if len(frames) > 400:
         frames = frames[:: int(math.ceil(len(frames) / 400))]
@@ -283,7 +289,7 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str
     from runespoor_cloud.controller import load_profile
     from runespoor_cloud.restore import Restorer
     from runespoor_edge.codec import edge_roundtrip
-    profile = load_profile(paths.config_dir() / 'profiles' / 'camvid.yaml')
+    profile = load_profile(paths.config_dir() / 'profiles' / f'{seg.info.name}.yaml')
     out = {'ASR only': {}, 'bilinear only': {}}
     restorers = {}
     for k in frames:

@@ -19,6 +19,8 @@ class LaunchArg:
     description: str
     #: (node name, parameter name, type) the argument sets; type is 'str', 'float', 'int' or 'bool'.
     sets: tuple[tuple[str, str, str], ...] = ()
+    #: environment variable the argument sets for every node of the role when not empty
+    env: str = ''
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,10 @@ LAUNCH_ARGS: dict[str, tuple[LaunchArg, ...]] = {
     'cloud': (
         LaunchArg('device', 'cpu', 'torch device for restoration and segmentation: cpu or cuda',
                   (('restorer', 'device', 'str'), ('segmentation', 'device', 'str'))),
-        LaunchArg('data_root', '', 'data sets folder (empty: $RUNESPOOR_DATA or ../shared/data)',
-                  (('segmentation', 'data_root', 'str'),)),
-        LaunchArg('model_dir', '', 'third-party weights folder (empty: $RUNESPOOR_MODELS or ../shared/models)',
-                  (('segmentation', 'model_dir', 'str'),)),
+        LaunchArg('data_root', '', 'data sets folder (sets RUNESPOOR_DATA; empty: inherited or ../shared/data)',
+                  env='RUNESPOOR_DATA'),
+        LaunchArg('model_dir', '', 'third-party weights folder, e.g. ESPNet (sets RUNESPOOR_MODELS; empty: '
+                  'inherited or ../shared/models)', env='RUNESPOOR_MODELS'),
         LaunchArg('weights_dir', '', "the project's trained SR/ASR weights (empty: the installed models/)",
                   (('restorer', 'weights_dir', 'str'),)),
         LaunchArg('rviz', 'false', 'start rviz2 with config/runespoor.rviz'),
@@ -136,6 +138,12 @@ def coerce(value: str, kind: str):
             return False
         raise ValueError(f'not a boolean: {value!r}')
     return str(value)
+
+
+def env_for(role: str, values: dict[str, str]) -> dict[str, str]:
+    """Environment variables set by the launch arguments given (non-empty) in `values`."""
+    return {a.env: str(values[a.name]) for a in launch_args_for(role)
+            if a.env and values.get(a.name) not in ('', None)}
 
 
 def overrides_for(role: str, values: dict[str, str]) -> dict[str, dict[str, object]]:

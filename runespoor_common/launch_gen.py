@@ -6,7 +6,7 @@ import os
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -30,6 +30,10 @@ def generate(role: str) -> LaunchDescription:
     for arg in graph.launch_args_for(role):
         actions.append(DeclareLaunchArgument(arg.name, default_value=arg.default.format(share=share),
                                              description=arg.description))
+        if arg.env:  # data/model folders reach every node through the environment
+            actions.append(SetEnvironmentVariable(arg.env, LaunchConfiguration(arg.name),
+                                                  condition=IfCondition(PythonExpression(
+                                                      ["'", LaunchConfiguration(arg.name), "' != ''"]))))
     for spec in graph.nodes_for(role):
         if spec.external:
             actions.append(Node(package=spec.package, executable=spec.module, name=spec.name,

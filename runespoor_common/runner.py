@@ -63,6 +63,7 @@ class Runner:
         self.single_process_cloud = single_process_cloud
         self.param_sets = param_sets or {}
         self.env = rosenv.safe_env(env, domain_id)
+        self.env.update(graph.env_for(role, self.values))
         self.domain_id = int(self.env['ROS_DOMAIN_ID'])
         self.output = output or sys.stdout
         self.prefix_output = prefix_output

@@ -51,6 +51,8 @@ def test_runner_commands_carry_params_namespace_and_typed_overrides():
     assert 'bandwidth_kbps:=5000.0' in edge and 'jpeg_quality:=70' in edge
     assert str(REPO / 'config' / 'robot.yaml') in edge
     assert 'device:=cpu' in cmds['restorer'] and not any('data_root' in a for a in cmds['segmentation'])
+    with_dirs = Runner('cloud', {'data_root': '/d', 'model_dir': '/m', 'device': 'cpu'})
+    assert with_dirs.env['RUNESPOOR_DATA'] == '/d' and with_dirs.env['RUNESPOOR_MODELS'] == '/m'
     assert r.env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST' and r.env['ROS_DOMAIN_ID'] == '42'
     single = Runner('cloud', {'device': 'cuda'}, single_process_cloud=True).commands()
     assert list(single) == ['cloud']

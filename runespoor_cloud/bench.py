@@ -1,0 +1,700 @@
+"""`runespoor bench`: edge, cloud, transport and control latencies, median and p95, in one JSON file.
+
+    runespoor bench [--quick] [--device cpu|cuda] [--threads N] --out bench.json
+
+Measures, at CamVid size (480x360) and Cityscapes size (2048x1024):
+  edge       area downsample + JPEG encode per scale (1, 2, 4, 6, 8) and quality (bytes too);
+  cloud      JPEG decode; restore per method (bilinear, sr, asr) per scale; segmentation; tail detection;
+             the whole cloud chain decode -> restore -> segment -> tail and its frames/s, naive (eager fp32,
+             the plain Restorer/Segmenter) vs optimized (runespoor_cloud.fastpath), and the cumulative
+             ablation of the optimizations; the optimized chain's output error against the naive chain;
+  transport  EncodedFrame and full-resolution sensor_msgs/Image latency between two processes over DDS
+             (a pong subprocess stamps the arrival time; one machine, one clock);
+  control    CAC reaction time through the real nodes: a synthetic tail TailReport -> cac_controller
+             publishes the tail knobs -> edge_streamer sends the first frame with them;
+and the machine (CPU, cores, threads, load, versions), the ratios of the same run (ASR / bilinear cost,
+optimized / naive chain) and the project's targets, met or not.
+
+Speed is measured here, never asserted in tests. DDS stays on loopback in a ROS domain of its own
+(runespoor_common.rosenv). Render the Markdown tables of a result with ``--markdown bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+SCHEMA = 'runespoor-bench/1'
+DEFAULT_SIZES = ((480, 360), (2048, 1024))
+SCALES = (1, 2, 4, 6, 8)
+SR_SCALES = (2, 4, 6, 8)
+METHODS = ('bilinear', 'sr', 'asr')
+
+#: The paper's figures (Wang et al., INFOCOM 2021 / journal): K40m GPUs, 2048x1024 Cityscapes frames.
+PAPER = {'asr_ms_2048x1024': [68.0, 80.0], 'segmentation_ms_2048x1024': 316.0, 'cac_reaction_ms': 500.0,
+         'hardware': 'NVIDIA K40m GPU'}
+
+
+# --------------------------------------------------------------------------- statistics
+def summarize(samples_ms: list[float]) -> dict:
+    """median, p95, min, mean of a list of times [ms]."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        return {'n': 0, 'median_ms': None, 'p95_ms': None, 'min_ms': None, 'mean_ms': None}
+    return {'n': int(a.size), 'median_ms': round(float(np.median(a)), 4),
+            'p95_ms': round(float(np.percentile(a, 95)), 4), 'min_ms': round(float(a.min()), 4),
+            'mean_ms': round(float(a.mean()), 4)}
+
+
+def measure(fn: Callable[[int], object], reps: int, warmup: int = 1, sync: Callable[[], None] | None = None
+            ) -> dict:
+    """Time `fn(i)` `reps` times after `warmup` untimed calls (i cycles inputs)."""
+    for i in range(warmup):
+        fn(i)
+        if sync:
+            sync()
+    out = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        fn(i)
+        if sync:
+            sync()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return summarize(out)
+
+
+# --------------------------------------------------------------------------- machine
+def _cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as fh:
+            for line in fh:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def busy_processes(patterns=('runespoor_cloud.train', 'runespoor_common.cli train', 'cli train')) -> list[str]:
+    """Command lines of other processes matching `patterns` (e.g. training jobs sharing the CPU)."""
+    found = []
+    me = os.getpid()
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            cmd = (d / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace').strip()
+        except OSError:
+            continue
+        if cmd and any(p in cmd for p in patterns):
+            found.append(cmd[:160])
+    return sorted(found)
+
+
+def machine_info(device: str, threads: int) -> dict:
+    import cv2
+    import torch
+
+    from .fastpath import available_cores, cpu_has_native_bf16
+    info = {
+        'cpu_model': _cpu_model(), 'logical_cpus': os.cpu_count(), 'cores_available': available_cores(),
+        'torch_threads': torch.get_num_threads(), 'requested_threads': threads, 'opencv_threads': cv2.getNumThreads(),
+        'cpu_native_bf16': cpu_has_native_bf16(), 'device': device,
+        'torch_cpu_capability': getattr(torch.backends.cpu, 'get_cpu_capability', lambda: '?')(),
+        'python': platform.python_version(), 'torch': torch.__version__, 'numpy': np.__version__,
+        'opencv': cv2.__version__, 'platform': platform.platform(),
+        'ros_distro': os.environ.get('ROS_DISTRO', ''), 'loadavg_start': list(os.getloadavg()),
+        'other_busy_processes': busy_processes(),
+    }
+    if device.startswith('cuda') and torch.cuda.is_available():
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+        info['cuda'] = torch.version.cuda
+    try:
+        from importlib.metadata import version
+        info['rclpy'] = version('ros-rclpy')
+    except Exception:
+        info['rclpy'] = None
+    return info
+
+
+# --------------------------------------------------------------------------- inputs and models
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 480x360, got {text!r}') from None
+    if w < 8 or h < 8:
+        raise argparse.ArgumentTypeError(f'size {text!r} is too small (at least 8x8)')
+    return w, h
+
+
+def load_frames(size: tuple[int, int], data_root: str | None, count: int) -> tuple[list[np.ndarray], str]:
+    """`count` RGB frames of `size`: CamVid val frames at 480x360, the Cityscapes frame at 2048x1024, a
+    resized CamVid frame for other sizes; synthetic frames when the data set is absent (said in `source`)."""
+    import cv2
+
+    from runespoor_common import paths
+    from .datasets import list_samples, load_image
+    w, h = size
+    try:
+        root = paths.data_root(data_root)
+        if (w, h) == (2048, 1024):
+            samples = list_samples('cityscapes', root, 'val')[:count]
+            src = 'cityscapes val'
+        else:
+            samples = list_samples('camvid', root, 'val')
+            samples = samples[::max(1, len(samples) // count)][:count]
+            src = 'camvid val'
+        frames = [load_image(s.image_path) for s in samples]
+        frames = [f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+                  for f in frames]
+        if (w, h) not in ((480, 360), (2048, 1024)):
+            src += f' resized to {w}x{h}'
+        return frames, src + f' ({len(frames)} frames: ' + ', '.join(s.image_path.name for s in samples) + ')'
+    except (FileNotFoundError, ValueError) as exc:
+        rng = np.random.default_rng(0)
+        frames = []
+        for _ in range(count):
+            small = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
+            frames.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
+        return frames, f'synthetic (no data: {exc})'
+
+
+def make_restorer(methods: tuple[str, ...], scales: tuple[int, ...], device: str, weights_dir: str | None,
+                  dataset: str = 'camvid'):
+    """A Restorer for each method in `methods` ({method: (Restorer, {scale: weights note})}).
+
+    Trained weights are used where their file exists; otherwise a randomly initialised CARN-M of the right
+    architecture and scale stands in (same cost, meaningless output) and the note says so."""
+    import torch
+
+    from runespoor_common import paths
+    from .models import build
+    from .restore import Restorer, weight_path
+    wdir = Path(weights_dir) if weights_dir else paths.weights_dir()
+    out = {}
+    for method in methods:
+        if method == 'bilinear':
+            out[method] = (Restorer({s: 'bilinear' for s in scales}, wdir, dataset, device), {})
+            continue
+        have = {s: weight_path(wdir, dataset, method, s) for s in scales}
+        trained = {s: p for s, p in have.items() if p.is_file()}
+        r = Restorer({s: method for s in trained}, wdir, dataset, device)
+        notes = {}
+        for s in scales:
+            if s in trained:
+                notes[s] = f'trained: {trained[s].name}'
+                continue
+            # no trained file yet: same architecture, random weights (documented in the JSON)
+            torch.manual_seed(s)
+            m = build('carn_m', scale=s).eval().to(device)
+            for p in m.parameters():
+                p.requires_grad_(False)
+            r.methods[s] = method
+            r.models[s] = m
+            notes[s] = f'random-init carn_m x{s} ({have[s].name} not found): timing only'
+        out[method] = (r, notes)
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.device = args.device
+        self.reps = args.reps or (3 if args.quick else 15)
+        self.results: dict = {}
+        self.t_start = time.perf_counter()
+        self.log = (lambda *a: None) if args.silent else (lambda *a: print('[bench]', *a, file=sys.stderr,
+                                                                             flush=True))
+
+    def sync(self):
+        if self.device.startswith('cuda'):
+            import torch
+            torch.cuda.synchronize()
+
+    def reps_for(self, size, heavy=False) -> int:
+        """Fewer repetitions for the slow naive model runs at full resolution."""
+        big = size[0] * size[1] > 1_000_000
+        if heavy and big:
+            return max(1, self.reps // 3 if not self.quick else 1)
+        return self.reps
+
+    # ---- edge
+    def edge(self, size, frames):
+        from runespoor_edge.codec import edge_encode
+        qualities = (75,) if self.quick else (40, 75, 95)
+        rows = []
+        for scale in self.args.scales_all:
+            for q in qualities:
+                nbytes = len(edge_encode(frames[0], scale, q))
+                st = measure(lambda i: edge_encode(frames[i % len(frames)], scale, q), max(self.reps, 10), 2)
+                rows.append({'size': _sz(size), 'scale': scale, 'quality': q, 'bytes': nbytes, **st})
+        return rows
+
+    # ---- decode
+    def decode(self, size, frames):
+        from runespoor_edge.codec import decode_jpeg, edge_encode
+        from .fastpath import decode_rgb
+        rows = []
+        for scale in self.args.scales_all:
+            data = [edge_encode(f, scale, 75) for f in frames]
+            for impl, fn in (('naive', decode_jpeg), ('optimized', decode_rgb)):
+                st = measure(lambda i: fn(data[i % len(data)]), max(self.reps, 10), 2)
+                rows.append({'size': _sz(size), 'scale': scale, 'quality': 75, 'impl': impl, **st})
+        return rows
+
+    # ---- restore
+    def restore(self, size, frames, restorers, fast):
+        from runespoor_edge.codec import edge_roundtrip
+        rows = []
+        w, h = size
+        for method, (r, notes) in restorers.items():
+            for scale in self.args.scales:
+                lrs = [edge_roundtrip(f, scale, 75)[0] for f in frames]
+                for impl, obj in (('naive', r), ('optimized', fast[method])):
+                    if self.quick and impl == 'naive' and method != 'bilinear' and w * h > 1_000_000:
+                        continue
+                    st = measure(lambda i: obj.restore(lrs[i % len(lrs)], scale, (w, h)),
+                                 self.reps_for(size, heavy=impl == 'naive'), 1, self.sync)
+                    rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'impl': impl,
+                                 'lr_size': f'{lrs[0].shape[1]}x{lrs[0].shape[0]}',
+                                 'weights': notes.get(scale, 'none needed'), **st})
+                    self.log(f'restore {_sz(size)} {method} x{scale} {impl}: {st["median_ms"]:.1f} ms')
+        return rows
+
+    # ---- segmentation
+    def segmentation(self, size, frames, seg, fseg):
+        rows = []
+        for impl, obj in (('naive', seg), ('optimized', fseg)):
+            st = measure(lambda i: obj.predict(frames[i % len(frames)]), self.reps_for(size, heavy=impl == 'naive'),
+                         1, self.sync)
+            rows.append({'size': _sz(size), 'arch': seg.arch, 'dataset': seg.info.name, 'impl': impl, **st})
+            self.log(f'segmentation {_sz(size)} {impl}: {st["median_ms"]:.1f} ms')
+        return rows
+
+    # ---- tail detector
+    def tail(self, size, label_maps):
+        from . import tail as tail_mod
+        rows = []
+        for ds in (tail_mod.DEFAULT_DOWNSAMPLE, 1):
+            st = measure(lambda i: tail_mod.analyze(label_maps[i % len(label_maps)], downsample=ds),
+                         max(self.reps * 10, 50), 3)
+            lh, lw = label_maps[0][::ds, ::ds].shape
+            rows.append({'size': _sz(size), 'downsample': ds, 'analyzed_size': f'{lw}x{lh}', **st})
+        return rows
+
+    # ---- whole chain
+    def chain(self, size, frames, restorers, seg, configs, options_list):
+        from runespoor_edge.codec import edge_encode
+        from .fastpath import CloudChain
+        rows = []
+        w, h = size
+        for method, scale in configs:
+            r, notes = restorers[method]
+            data = [edge_encode(f, scale, 75) for f in frames]
+            for impl, opts in options_list:
+                if impl == 'naive' and self.quick and w * h > 1_000_000:
+                    continue
+                chain = CloudChain(r, seg, opts)
+                stages: list[dict] = []
+
+                def run(i):
+                    stages.append(chain(data[i % len(data)], scale, (w, h)).times_ms)
+                st = measure(run, self.reps_for(size, heavy=impl == 'naive'), 1)
+                timed = stages[-st['n']:]
+                stage_med = {k: round(statistics.median(t[k] for t in timed), 3) for k in timed[0]}
+                rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'impl': impl,
+                             'options': opts.describe() if opts is not None else 'naive (plain classes)',
+                             'fps': round(1000.0 / st['median_ms'], 2), 'stages_median_ms': stage_med,
+                             'weights': notes.get(scale, 'none needed'), **st})
+                self.log(f'chain {_sz(size)} {method} x{scale} {impl}: {st["median_ms"]:.1f} ms '
+                         f'({rows[-1]["fps"]} fps)')
+        return rows
+
+    # ---- fidelity of the optimized chain
+    def fidelity(self, size, frames, restorers, seg, fast_opts, configs):
+        from runespoor_edge.codec import edge_encode, edge_roundtrip
+        from .fastpath import TOLERANCE, CloudChain, FastRestorer, compare_outputs, psnr
+        rows = []
+        w, h = size
+        for method, scale in configs:
+            r, notes = restorers[method]
+            naive, fast = CloudChain(r, seg, None), CloudChain(r, seg, fast_opts)
+            fr = fast.restorer if isinstance(fast.restorer, FastRestorer) else None
+            agree, same, psnrs = [], [], []
+            for f in frames:
+                data = edge_encode(f, scale, 75)
+                cmp = compare_outputs(naive(data, scale, (w, h)), fast(data, scale, (w, h)))
+                agree.append(cmp['label_agreement'])
+                same.append(cmp['same_tail_verdict'])
+                if fr is not None and method != 'bilinear':
+                    lr = edge_roundtrip(f, scale, 75)[0]
+                    psnrs.append(psnr(r.restore(lr, scale, (w, h)), fr.restore(lr, scale, (w, h))))
+            row = {'size': _sz(size), 'method': method, 'scale': scale, 'frames': len(frames),
+                   'options': fast.options.describe() if fast.options else '',
+                   'label_agreement_min': round(min(agree), 6), 'label_agreement_mean': round(float(np.mean(agree)), 6),
+                   'same_tail_verdict': all(same),
+                   'restored_psnr_db_min': (round(min(psnrs), 2) if psnrs and np.isfinite(min(psnrs)) else
+                                            ('identical' if psnrs else None)),
+                   'weights': notes.get(scale, 'none needed')}
+            ok_psnr = not psnrs or min(psnrs) >= TOLERANCE['restored_psnr_db']
+            row['within_tolerance'] = bool(min(agree) >= TOLERANCE['label_agreement'] and ok_psnr)
+            rows.append(row)
+        return rows
+
+    # ---- ablation
+    def ablation(self, size, frames, restorers, seg, configs):
+        from .fastpath import ABLATION, CloudChain, FastOptions
+        from runespoor_edge.codec import edge_encode
+        rows = []
+        w, h = size
+        steps = list(ABLATION)
+        if self.args.try_compile:
+            from dataclasses import replace
+            steps.append(('graph=compile (instead of jit)', replace(ABLATION[-1][1], graph='compile')))
+        for method, scale in configs:
+            r, _ = restorers[method]
+            data = [edge_encode(f, scale, 75) for f in frames]
+            base = None
+            for name, opts in steps:
+                try:
+                    chain = CloudChain(r, seg, None if name == 'naive' else opts)
+                except Exception as exc:  # e.g. bf16 on a CPU without it: say so, go on
+                    rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'step': name,
+                                 'error': f'{type(exc).__name__}: {exc}'})
+                    continue
+                stages: list[dict] = []
+                t_build = time.perf_counter()
+                chain(data[0], scale, (w, h))  # builds (traces / compiles) on the first frame
+                first_ms = (time.perf_counter() - t_build) * 1000.0
+                st = measure(lambda i: stages.append(chain(data[i % len(data)], scale, (w, h)).times_ms),
+                             self.reps, 1)
+                timed = stages[-st['n']:]
+                med = st['median_ms']
+                base = base or med
+                rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'step': name,
+                             'options': opts.describe() if isinstance(opts, FastOptions) else '',
+                             'fps': round(1000.0 / med, 2), 'speedup_vs_naive': round(base / med, 2),
+                             'first_call_ms': round(first_ms, 1),
+                             'restore_median_ms': round(statistics.median(t['restore'] for t in timed), 2),
+                             'segment_median_ms': round(statistics.median(t['segment'] for t in timed), 2),
+                             **st})
+                self.log(f'ablation {_sz(size)} {method} x{scale} {name}: {med:.1f} ms')
+        return rows
+
+    # ---- run everything
+    def run(self) -> dict:
+        import torch
+
+        from .fastpath import EXACT, OPTIMIZED, FastRestorer, FastSegmenter, configure_threads
+        from .segmentation import Segmenter
+        args = self.args
+        threads = configure_threads(args.threads)
+        res = self.results
+        res['schema'] = SCHEMA
+        res['quick'] = bool(self.quick)
+        res['started'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
+        res['machine'] = machine_info(self.device, threads)
+        res['paper'] = PAPER
+        fast_opts = EXACT if args.exact else OPTIMIZED
+        res['config'] = {'reps': self.reps, 'sizes': [_sz(s) for s in args.sizes], 'scales': list(args.scales),
+                         'methods': list(args.methods), 'device': self.device, 'threads': threads,
+                         'optimized_options': fast_opts.resolved(self.device).describe(), 'inputs': {},
+                         'weights': {}}
+        for key in ('edge', 'decode', 'restore', 'segmentation', 'tail', 'chain', 'fidelity', 'ablation'):
+            res[key] = []
+        with torch.inference_mode():
+            restorers = make_restorer(tuple(args.methods), tuple(args.scales), self.device, args.weights_dir)
+        res['config']['weights'] = {m: {str(s): n for s, n in notes.items()} for m, (_, notes) in restorers.items()}
+        fast = {m: FastRestorer(r, fast_opts) for m, (r, _) in restorers.items()}
+        learned = [m for m in args.methods if m != 'bilinear']
+        chain_method = 'asr' if 'asr' in learned else (learned[0] if learned else 'bilinear')
+        for size in args.sizes:
+            w, h = size
+            frames, src = load_frames(size, args.data_root, 2 if self.quick else 4)
+            res['config']['inputs'][_sz(size)] = src
+            self.log(f'{_sz(size)}: {src}')
+            res['edge'] += self.edge(size, frames)
+            res['decode'] += self.decode(size, frames)
+            res['restore'] += self.restore(size, frames, restorers, fast)
+            dataset = 'cityscapes' if (w, h) == (2048, 1024) else 'camvid'
+            seg = Segmenter('espnet', dataset=dataset, device=self.device, model_dir=args.model_dir)
+            fseg = FastSegmenter(seg, fast_opts)
+            res['segmentation'] += self.segmentation(size, frames, seg, fseg)
+            label_maps = [seg.predict(f) for f in frames]
+            res['tail'] += self.tail(size, label_maps)
+            big = w * h > 1_000_000
+            chain_scales = [s for s in ((4,) if big and self.quick else (2, 4)) if s in args.scales] or \
+                [args.scales[0]]
+            configs = [(chain_method, s) for s in chain_scales]
+            if 'bilinear' in restorers:
+                configs += [('bilinear', s) for s in chain_scales]
+            res['chain'] += self.chain(size, frames, restorers, seg, configs,
+                                       [('naive', None), ('optimized', fast_opts)])
+            fid_cfg = [(chain_method, s) for s in chain_scales]
+            res['fidelity'] += self.fidelity(size, frames[:2] if big else frames, restorers, seg, fast_opts,
+                                             fid_cfg)
+            if not self.quick and not args.no_ablation and not big:
+                res['ablation'] += self.ablation(size, frames, restorers, seg,
+                                                 [(chain_method, s) for s in chain_scales])
+            del seg, fseg
+        if not args.no_ros:
+            from . import bench_ros
+            res['transport'] = bench_ros.transport(args, self.log)
+            res['control'] = bench_ros.control(args, self.log)
+        res['ratios'] = ratios(res, chain_method)
+        res['targets'] = targets(res, chain_method)
+        res['machine']['loadavg_end'] = list(os.getloadavg())
+        res['wall_s'] = round(time.perf_counter() - self.t_start, 1)
+        return res
+
+
+def _sz(size) -> str:
+    return f'{size[0]}x{size[1]}'
+
+
+def _find(rows, **kw):
+    for r in rows or []:
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def ratios(res: dict, method: str) -> dict:
+    """Cost ratios measured in this run."""
+    out: dict = {}
+    for size in res['config']['sizes']:
+        for scale in res['config']['scales']:
+            for impl in ('naive', 'optimized'):
+                a = _find(res['restore'], size=size, method=method, scale=scale, impl=impl)
+                b = _find(res['restore'], size=size, method='bilinear', scale=scale, impl=impl)
+                if a and b and b['median_ms']:
+                    out[f'{method}_over_bilinear_restore_{impl}_{size}_x{scale}'] = round(a['median_ms'] / b['median_ms'], 1)
+            for m in (method, 'bilinear'):
+                a = _find(res['chain'], size=size, method=m, scale=scale, impl='optimized')
+                b = _find(res['chain'], size=size, method=m, scale=scale, impl='naive')
+                if a and b:
+                    out[f'optimized_over_naive_chain_{m}_{size}_x{scale}'] = round(a['median_ms'] / b['median_ms'], 3)
+            a = _find(res['chain'], size=size, method=method, scale=scale, impl='optimized')
+            b = _find(res['chain'], size=size, method='bilinear', scale=scale, impl='optimized')
+            if a and b:
+                out[f'{method}_over_bilinear_chain_optimized_{size}_x{scale}'] = round(a['median_ms'] / b['median_ms'], 2)
+    return out
+
+
+def targets(res: dict, method: str) -> list[dict]:
+    """The issue's targets against this run's figures (None = not measured in this run)."""
+    rows = []
+
+    def add(name, target, measured, met, note=''):
+        rows.append({'target': name, 'goal': target, 'measured': measured,
+                     'met': None if measured is None else bool(met), 'note': note})
+
+    for scale, goal in ((4, 10.0), (2, 4.0)):
+        c = _find(res['chain'], size='480x360', method=method, scale=scale, impl='optimized')
+        fps = c['fps'] if c else None
+        add(f'cloud chain 480x360 {method} x{scale}', f'>= {goal:g} frames/s', fps, fps is not None and fps >= goal)
+    t = _find(res['tail'], size='480x360', downsample=4)
+    tm = t['median_ms'] if t else None
+    add('tail detector per frame (480x360 label map, downsample 4)', '< 0.5 ms', tm, tm is not None and tm < 0.5)
+    edge = [r for r in res['edge'] if r['size'] == '2048x1024']
+    worst = max((r['median_ms'] for r in edge), default=None)
+    add('edge resize + encode 2048x1024, worst scale/quality (median)', '< 5 ms', worst,
+        worst is not None and worst < 5.0)
+    ctl = res.get('control') or {}
+    react = (ctl.get('reaction') or {}).get('median_ms')
+    c4 = _find(res['chain'], size='480x360', method=method, scale=4, impl='optimized')
+    if react is not None and c4:
+        bound = c4['median_ms'] + 50.0
+        add('CAC reaction (tail report -> edge sends tail knobs), median', f'<= chain period + 50 ms '
+            f'= {bound:.0f} ms', react, react <= bound)
+    else:
+        add('CAC reaction (tail report -> edge sends tail knobs), median', '<= chain period + 50 ms', None, False,
+            ctl.get('error', 'not measured'))
+    return rows
+
+
+# --------------------------------------------------------------------------- Markdown
+def _fmt(v, nd=1):
+    if v is None:
+        return '-'
+    if isinstance(v, float):
+        return f'{v:.{nd}f}'
+    return str(v)
+
+
+def render_markdown(res: dict) -> str:
+    """Markdown tables of a bench.json (used for docs/performance.md)."""
+    m = res['machine']
+    lines = [f"Machine: {m['cpu_model']}, {m['cores_available']} cores available, torch {m['torch']} "
+             f"({m['torch_threads']} threads, {m.get('torch_cpu_capability')}), device {m['device']}"
+             f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}; load average at start "
+             f"{', '.join(f'{x:.2f}' for x in m['loadavg_start'])}; other busy processes: "
+             f"{len(m.get('other_busy_processes', []))}; {'quick' if res['quick'] else 'full'} run, "
+             f"{res['config']['reps']} repetitions, {res.get('wall_s')} s.", '']
+    lines += ['**Cloud chain** (decode -> restore -> segment -> tail), per frame:', '',
+              '| size | method | scale | impl | median ms | p95 ms | frames/s | decode | restore | segment | tail |',
+              '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in res['chain']:
+        s = r['stages_median_ms']
+        lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['impl']} | {_fmt(r['median_ms'])} | "
+                     f"{_fmt(r['p95_ms'])} | {_fmt(r['fps'], 2)} | {_fmt(s['decode'], 2)} | {_fmt(s['restore'])} | "
+                     f"{_fmt(s['segment'])} | {_fmt(s['tail'], 2)} |")
+    if res.get('ablation'):
+        lines += ['', '**What each optimization bought** (cumulative, whole chain):', '',
+                  '| size | method | scale | step | median ms | p95 ms | restore ms | segment ms | speed-up vs naive |',
+                  '|---|---|---|---|---|---|---|---|---|']
+        for r in res['ablation']:
+            if 'error' in r:
+                lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['step']} | {r['error']} | | | | |")
+                continue
+            lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['step']} | {_fmt(r['median_ms'])} | "
+                         f"{_fmt(r['p95_ms'])} | {_fmt(r['restore_median_ms'])} | {_fmt(r['segment_median_ms'])} | "
+                         f"{_fmt(r['speedup_vs_naive'], 2)} |")
+    lines += ['', '**Fidelity of the optimized chain** (against the naive chain, same frames):', '',
+              '| size | method | scale | frames | label agreement (min) | same tail verdict | restored PSNR vs naive '
+              '(min, dB) | within tolerance |', '|---|---|---|---|---|---|---|---|']
+    for r in res['fidelity']:
+        lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['frames']} | "
+                     f"{r['label_agreement_min']:.4f} | {r['same_tail_verdict']} | {_fmt(r['restored_psnr_db_min'], 1)} | "
+                     f"{r['within_tolerance']} |")
+    lines += ['', '**Restoration** (LR JPEG q75 decoded -> source size), per frame:', '',
+              '| size | method | scale | LR size | impl | median ms | p95 ms | weights |', '|---|---|---|---|---|---|---|---|']
+    for r in res['restore']:
+        lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['lr_size']} | {r['impl']} | "
+                     f"{_fmt(r['median_ms'])} | {_fmt(r['p95_ms'])} | {r['weights']} |")
+    lines += ['', '**Segmentation** (ESPNet p=2 q=8, frame -> labels):', '',
+              '| size | weights | impl | median ms | p95 ms |', '|---|---|---|---|---|']
+    for r in res['segmentation']:
+        lines.append(f"| {r['size']} | {r['dataset']} | {r['impl']} | {_fmt(r['median_ms'])} | {_fmt(r['p95_ms'])} |")
+    lines += ['', '**Tail detector**:', '', '| size | downsample | analyzed | median ms | p95 ms |', '|---|---|---|---|---|']
+    for r in res['tail']:
+        lines.append(f"| {r['size']} | {r['downsample']} | {r['analyzed_size']} | {_fmt(r['median_ms'], 3)} | "
+                     f"{_fmt(r['p95_ms'], 3)} |")
+    lines += ['', '**Edge** (area downsample + JPEG encode):', '',
+              '| size | scale | quality | bytes | median ms | p95 ms |', '|---|---|---|---|---|---|']
+    for r in res['edge']:
+        lines.append(f"| {r['size']} | x{r['scale']} | {r['quality']} | {r['bytes']} | {_fmt(r['median_ms'], 2)} | "
+                     f"{_fmt(r['p95_ms'], 2)} |")
+    lines += ['', '**JPEG decode** (q75):', '', '| size | scale | impl | median ms | p95 ms |', '|---|---|---|---|---|']
+    for r in res['decode']:
+        lines.append(f"| {r['size']} | x{r['scale']} | {r['impl']} | {_fmt(r['median_ms'], 3)} | {_fmt(r['p95_ms'], 3)} |")
+    tr = res.get('transport')
+    if isinstance(tr, dict) and tr.get('rows'):
+        lines += ['', f"**Transport** between two processes over DDS ({tr.get('rmw', '')}, loopback, one-way = pong "
+                  "arrival stamp - send stamp):", '',
+                  '| message | payload | bytes | QoS | one-way median ms | p95 ms | round trip median ms | lost |',
+                  '|---|---|---|---|---|---|---|---|']
+        for r in tr['rows']:
+            lines.append(f"| {r['message']} | {r['payload']} | {r['bytes']} | {r['qos']} | {_fmt(r['one_way']['median_ms'], 2)} | "
+                         f"{_fmt(r['one_way']['p95_ms'], 2)} | {_fmt(r['round_trip']['median_ms'], 2)} | {r['lost']} |")
+    elif isinstance(tr, dict) and tr.get('error'):
+        lines += ['', f"Transport: not measured ({tr['error']})."]
+    ctl = res.get('control')
+    if isinstance(ctl, dict):
+        if ctl.get('reaction'):
+            rc, kn, ap = ctl['reaction'], ctl.get('controller') or {}, ctl.get('edge_apply') or {}
+            lines += ['', f"**CAC reaction** through the real nodes ({ctl.get('nodes')}; camera at "
+                      f"{ctl.get('camera_hz')} Hz; {rc['n']} switches):", '',
+                      '| span | median ms | p95 ms |', '|---|---|---|',
+                      f"| tail report -> controller publishes tail knobs | {_fmt(kn.get('median_ms'), 1)} | {_fmt(kn.get('p95_ms'), 1)} |",
+                      f"| tail knobs -> first uplink frame with them | {_fmt(ap.get('median_ms'), 1)} | {_fmt(ap.get('p95_ms'), 1)} |",
+                      f"| **tail report -> edge sends tail knobs** | {_fmt(rc['median_ms'], 1)} | {_fmt(rc['p95_ms'], 1)} |"]
+        elif ctl.get('error'):
+            lines += ['', f"CAC reaction: not measured ({ctl['error']})."]
+    lines += ['', '**Ratios** (same run):', '', '| ratio | value |', '|---|---|']
+    for k, v in res.get('ratios', {}).items():
+        lines.append(f'| {k} | {v} |')
+    lines += ['', '**Targets**:', '', '| target | goal | measured | met | note |', '|---|---|---|---|---|']
+    for t in res.get('targets', []):
+        lines.append(f"| {t['target']} | {t['goal']} | {_fmt(t['measured'], 2)} | "
+                     f"{'-' if t['met'] is None else ('yes' if t['met'] else 'no')} | {t.get('note', '')} |")
+    return '\n'.join(lines) + '\n'
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--quick', action='store_true', help='fewer repetitions and configurations (< 2 min on 2 cores)')
+    p.add_argument('--device', default='cpu', help='torch device: cpu or cuda[:N]')
+    p.add_argument('--threads', type=int, default=None,
+                   help='intra-op threads for torch/OpenCV (default: the cores this process may use)')
+    p.add_argument('--out', default='bench.json', help='JSON file to write')
+    p.add_argument('--reps', type=int, default=None, help='timed repetitions per measurement (default 3 quick, 15)')
+    p.add_argument('--sizes', type=_parse_size, nargs='+', default=list(DEFAULT_SIZES), metavar='WxH',
+                   help='frame sizes (default 480x360 2048x1024)')
+    p.add_argument('--scales', type=int, nargs='+', default=list(SR_SCALES), help='restoration scales')
+    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS, help='restoration methods')
+    p.add_argument('--exact', action='store_true', help='optimized chain in fp32 only (no reduced precision)')
+    p.add_argument('--no-ros', action='store_true', help='skip the transport and control measurements')
+    p.add_argument('--no-ablation', action='store_true', help='skip the per-optimization ablation')
+    p.add_argument('--try-compile', action='store_true', help='add a torch.compile step to the ablation')
+    p.add_argument('--data-root', default=None, help='data sets folder (default $RUNESPOOR_DATA or ../shared/data)')
+    p.add_argument('--model-dir', default=None, help='third-party weights (default $RUNESPOOR_MODELS or ../shared/models)')
+    p.add_argument('--weights-dir', default=None, help="the project's trained SR/ASR weights (default models/)")
+    p.add_argument('--transport-reps', type=int, default=None, help='messages per transport measurement')
+    p.add_argument('--control-reps', type=int, default=None, help='tail switches in the control measurement')
+    p.add_argument('--domain-id', type=int, default=None,
+                   help='ROS domain for the transport/control runs (default: a random one of its own)')
+    p.add_argument('--markdown', metavar='BENCH_JSON', default=None,
+                   help='print the Markdown tables of an existing bench.json and exit')
+    p.add_argument('--silent', action='store_true', help='no progress lines on stderr')
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.markdown:
+        try:
+            res = json.loads(Path(args.markdown).read_text())
+        except (OSError, ValueError) as exc:
+            print(f'runespoor bench: cannot read {args.markdown}: {exc}', file=sys.stderr)
+            return 2
+        print(render_markdown(res), end='')
+        return 0
+    if args.device.startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            print(f'runespoor bench: --device {args.device} but torch sees no CUDA device '
+                  f'(torch {torch.__version__})', file=sys.stderr)
+            return 2
+    elif args.device != 'cpu':
+        print(f'runespoor bench: --device must be cpu or cuda[:N], got {args.device!r}', file=sys.stderr)
+        return 2
+    bad = [s for s in args.scales if s not in SR_SCALES]
+    if bad:
+        print(f'runespoor bench: scales {bad} not in {SR_SCALES}', file=sys.stderr)
+        return 2
+    args.scales = tuple(sorted(set(args.scales)))
+    args.scales_all = tuple(sorted({1, *args.scales}))
+    args.sizes = [tuple(s) for s in args.sizes]
+    res = Bench(args).run()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump(res, fh, indent=1, default=str)
+    os.replace(tmp, out)
+    if not args.silent:
+        print(render_markdown(res), end='')
+        print(f'[bench] wrote {out} in {res["wall_s"]} s', file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='runespoor bench', description=__doc__.split('\n')[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

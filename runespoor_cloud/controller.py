@@ -1,0 +1,188 @@
+"""The content-aware adaptive controller (CAC), pure logic (no ROS).
+
+It holds the offline profile: for each bandwidth level a *standard* config and a *tail-specific* config
+(typically one resolution level higher and a lower JPEG quality, about the same bytes). It follows the
+uplink bandwidth (AWStream-style: the highest level the link carries), switches to the level's tail
+config at once on a tail report, and returns to standard after `return_after` consecutive non-tail
+reports. It never emits the same config twice in a row, and every decision carries its reason.
+
+Profile YAML schema (`config/profiles/<dataset>.yaml`, written by `runespoor profile`)::
+
+    dataset: camvid
+    frame_rate: 10.0                 # frames/s the levels' byte budgets assume (edge frame-rate knob)
+    tail_detector: {small_region_area: 0.01, tail_threshold: 0.01, downsample: 4}
+    levels:                          # any order; bandwidth in kbit/s
+      - bandwidth_kbps: 2000.0
+        standard: {scale: 4, jpeg_quality: 90}
+        tail: {scale: 2, jpeg_quality: 50}
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
+
+
+class ProfileError(ValueError):
+    """A profile file that is missing or malformed (the message names the file and the problem)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    scale: int
+    jpeg_quality: int
+    frame_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Level:
+    bandwidth_kbps: float
+    standard: Config
+    tail: Config
+
+    def config_id(self, tail: bool) -> str:
+        return f'{self.bandwidth_kbps:g}kbps/{"tail" if tail else "standard"}'
+
+
+@dataclass
+class Profile:
+    dataset: str
+    frame_rate: float
+    levels: list[Level]
+    tail_detector: dict = field(default_factory=dict)
+    path: str = ''
+
+    def level_for(self, kbps: float) -> Level:
+        """The highest level whose bandwidth the link carries (the lowest level if none fits)."""
+        fitting = [lv for lv in self.levels if lv.bandwidth_kbps <= kbps]
+        return fitting[-1] if fitting else self.levels[0]
+
+
+def _config(d, where: str, frame_rate: float) -> Config:
+    if not isinstance(d, dict):
+        raise ValueError(f'{where}: expected a mapping with scale and jpeg_quality, got {d!r}')
+    try:
+        scale, quality = int(d['scale']), int(d['jpeg_quality'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f'{where}: needs integer scale and jpeg_quality ({exc})')
+    if scale not in VALID_SCALES:
+        raise ValueError(f'{where}: scale {scale} is not one of {list(VALID_SCALES)}')
+    if not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
+        raise ValueError(f'{where}: jpeg_quality {quality} outside {list(QUALITY_RANGE)}')
+    fr = float(d.get('frame_rate', frame_rate))
+    if not math.isfinite(fr) or fr < 0:
+        raise ValueError(f'{where}: frame_rate {fr} must be finite and >= 0')
+    return Config(scale, quality, fr)
+
+
+def parse_profile(doc, path: str = '<profile>') -> Profile:
+    try:
+        if not isinstance(doc, dict):
+            raise ValueError('top level must be a mapping')
+        frame_rate = float(doc.get('frame_rate', 0.0))
+        if not math.isfinite(frame_rate) or frame_rate < 0:
+            raise ValueError(f'frame_rate {frame_rate} must be finite and >= 0')
+        raw = doc.get('levels')
+        if not isinstance(raw, list) or not raw:
+            raise ValueError('needs a non-empty list "levels"')
+        levels = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise ValueError(f'levels[{i}] must be a mapping')
+            kbps = float(item.get('bandwidth_kbps', float('nan')))
+            if not math.isfinite(kbps) or kbps <= 0:
+                raise ValueError(f'levels[{i}].bandwidth_kbps must be a positive number')
+            levels.append(Level(kbps, _config(item.get('standard'), f'levels[{i}].standard', frame_rate),
+                                _config(item.get('tail'), f'levels[{i}].tail', frame_rate)))
+        levels.sort(key=lambda lv: lv.bandwidth_kbps)
+        if len({lv.bandwidth_kbps for lv in levels}) != len(levels):
+            raise ValueError('two levels have the same bandwidth_kbps')
+        td = doc.get('tail_detector') or {}
+        if not isinstance(td, dict):
+            raise ValueError('tail_detector must be a mapping')
+        return Profile(str(doc.get('dataset', '')), frame_rate, levels, dict(td), str(path))
+    except ValueError as exc:
+        raise ProfileError(f'profile {path}: {exc}') from None
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    import yaml
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f'profile {path}: file not found')
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ProfileError(f'profile {path}: not valid YAML ({exc})') from None
+    return parse_profile(doc, str(path))
+
+
+@dataclass(frozen=True)
+class Decision:
+    config: Config
+    tail_mode: bool
+    bandwidth_kbps: float
+    config_id: str
+    reason: str
+    reaction_s: float | None = None   # tail frame capture stamp -> this decision (tail switches only)
+
+
+class CacController:
+    """Standard/tail switching per bandwidth level, with hysteresis on the way back."""
+
+    def __init__(self, profile: Profile, return_after: int = 5, bandwidth_kbps: float | None = None):
+        if return_after < 1:
+            raise ValueError(f'return_after must be >= 1, got {return_after}')
+        self.profile = profile
+        self.return_after = int(return_after)
+        self.level = profile.level_for(bandwidth_kbps if bandwidth_kbps is not None else math.inf)
+        self.tail_mode = False
+        self.non_tail_run = 0
+        self.last_id: str | None = None
+        self.reaction_times: list[float] = []
+
+    def current(self) -> tuple[Config, str]:
+        cfg = self.level.tail if self.tail_mode else self.level.standard
+        return cfg, self.level.config_id(self.tail_mode)
+
+    def _emit(self, reason: str, reaction: float | None = None) -> Decision | None:
+        cfg, cid = self.current()
+        if cid == self.last_id:
+            return None
+        self.last_id = cid
+        return Decision(cfg, self.tail_mode, self.level.bandwidth_kbps, cid, reason, reaction)
+
+    def start(self) -> Decision | None:
+        return self._emit(f'start at {self.level.bandwidth_kbps:g} kbit/s level')
+
+    def on_bandwidth(self, kbps: float) -> Decision | None:
+        """The uplink carries `kbps` now: move to the matching level (keeping the current mode)."""
+        if not math.isfinite(kbps) or kbps < 0:
+            return None
+        level = self.profile.level_for(kbps)
+        if level == self.level:
+            return None
+        old = self.level.bandwidth_kbps
+        self.level = level
+        return self._emit(f'bandwidth {kbps:g} kbit/s: level {old:g} -> {level.bandwidth_kbps:g} kbit/s')
+
+    def on_tail_report(self, is_tail: bool, ratio: float, capture_stamp: float | None = None,
+                       now: float | None = None) -> Decision | None:
+        if is_tail:
+            self.non_tail_run = 0
+            if self.tail_mode:
+                return None
+            self.tail_mode = True
+            reaction = None
+            if capture_stamp is not None and now is not None:
+                reaction = max(0.0, now - capture_stamp)
+                self.reaction_times.append(reaction)
+            return self._emit(f'tail frame: small-region ratio {ratio:.4f} below threshold', reaction)
+        self.non_tail_run += 1
+        if self.tail_mode and self.non_tail_run >= self.return_after:
+            self.tail_mode = False
+            return self._emit(f'{self.non_tail_run} non-tail frames in a row: back to standard')
+        return None

@@ -1,0 +1,105 @@
+"""CAC controller node: runespoor/tail_report + runespoor/link_stats -> runespoor/knobs (KnobConfig,
+reliable + transient local, depth 1). Logs every switch with its reason and records the reaction time
+(tail frame's capture stamp -> knob published)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+
+from runespoor.msg import KnobConfig, LinkStats, TailReport
+from runespoor_cloud.controller import CacController, Decision, load_profile
+from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.params import Param, in_range, one_of
+from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS
+
+
+def resolve_profile(value: str) -> Path:
+    """A path, or a bare name for config/profiles/<name>.yaml."""
+    from runespoor_common import paths
+    p = Path(value)
+    if p.suffix in ('.yaml', '.yml') or p.is_absolute() or len(p.parts) > 1:
+        return p
+    return paths.config_dir() / 'profiles' / f'{value}.yaml'
+
+
+PARAMS = [
+    Param('profile', 'camvid', 'CAC profile: a YAML path or a name in config/profiles/', read_only=True),
+    Param('return_after', 5, 'consecutive non-tail frames before going back to the standard config [frames]',
+          in_range(1, 1000)),
+    Param('bandwidth_source', 'link_stats',
+          'where the uplink bandwidth comes from: link_stats (the edge\'s LinkStats) or parameter',
+          one_of('link_stats', 'parameter')),
+    Param('bandwidth_kbps', 0.0, 'bandwidth to plan for when bandwidth_source = parameter, and at start; '
+          '0 = the highest level [kbit/s]', in_range(0.0, 1e7)),
+]
+
+
+class ControllerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('cac_controller', **kwargs)
+        from runespoor_common.params import declare
+        self.p = declare(self, PARAMS, on_change=self.on_params)
+        path = resolve_profile(self.p['profile'])
+        self.profile = load_profile(path)  # ProfileError names the file and the problem
+        start_kbps = self.p['bandwidth_kbps'] or None
+        self.cac = CacController(self.profile, self.p['return_after'], start_kbps)
+        self.get_logger().info(f'profile {path}: levels ' + ', '.join(
+            f'{lv.bandwidth_kbps:g} kbit/s (standard x{lv.standard.scale} q{lv.standard.jpeg_quality}, '
+            f'tail x{lv.tail.scale} q{lv.tail.jpeg_quality})' for lv in self.profile.levels))
+        self.stats = NodeStats()
+        self.pub = self.create_publisher(KnobConfig, 'runespoor/knobs', LATCHED_QOS)
+        self.create_subscription(TailReport, 'runespoor/tail_report', self.on_tail, RELIABLE_QOS)
+        self.create_subscription(LinkStats, 'runespoor/link_stats', self.on_link, RELIABLE_QOS)
+        attach(self, self.stats)
+        self.publish(self.cac.start())
+
+    def on_params(self, changed: dict) -> None:
+        if 'return_after' in changed:
+            self.cac.return_after = int(changed['return_after'])
+        if 'bandwidth_kbps' in changed and self.p['bandwidth_source'] == 'parameter' \
+                or changed.get('bandwidth_source') == 'parameter':
+            kbps = changed.get('bandwidth_kbps', self.p['bandwidth_kbps'])
+            self.publish(self.cac.on_bandwidth(kbps if kbps > 0 else math.inf))
+
+    def publish(self, d: Decision | None) -> None:
+        if d is None:
+            return
+        msg = KnobConfig(scale=d.config.scale, jpeg_quality=d.config.jpeg_quality,
+                         frame_rate=float(d.config.frame_rate), tail_mode=d.tail_mode,
+                         bandwidth_kbps=float(d.bandwidth_kbps), config_id=d.config_id, reason=d.reason)
+        msg.stamp = self.get_clock().now().to_msg()
+        self.pub.publish(msg)
+        extra = f' (reaction {1000 * d.reaction_s:.0f} ms)' if d.reaction_s is not None else ''
+        self.get_logger().info(f'knobs -> {d.config_id}: x{d.config.scale} q{d.config.jpeg_quality} '
+                               f'{d.config.frame_rate:g} fps; {d.reason}{extra}')
+        self.stats.values['config'] = d.config_id
+        if self.cac.reaction_times:
+            self.stats.values['reaction_ms_median'] = f'{1000 * np.median(self.cac.reaction_times):.0f}'
+
+    def on_tail(self, msg: TailReport) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.stats.frame(latency_ms=(now - stamp) * 1000)
+        self.publish(self.cac.on_tail_report(msg.is_tail, msg.small_region_ratio, stamp, now))
+
+    def on_link(self, msg: LinkStats) -> None:
+        if self.p['bandwidth_source'] != 'link_stats' or msg.role != 'edge':
+            return
+        kbps = float(msg.bandwidth_kbps)
+        if not math.isfinite(kbps) or kbps < 0:
+            self.stats.error('link_stats')
+            return
+        self.publish(self.cac.on_bandwidth(kbps if kbps > 0 else math.inf))
+
+
+def main(args=None):
+    from runespoor_common.node_main import run_node
+    return run_node(ControllerNode, args)
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""`runespoor profile`: tail-aware offline profiling (DESIGN §1) -> the CAC profile YAML.
+
+1. Every config (scale in {1,2,4,6,8} x JPEG quality in {40,...,90}) runs over the profiling split (train)
+   through the exact edge encoding, restoration (per scale: ``asr`` where its weights exist, else ``sr``,
+   else ``bilinear``; recorded in the output) and the frozen segmentation; per-frame confusion matrices,
+   bytes and small-region ratios are cached (see :mod:`runespoor_cloud.evaluate`).
+2. Tail frames = the worst 10 % by frame mIoU at the reference config (default x4 q90).
+3. Per bandwidth level (kbit/s at a frame rate -> a byte budget per frame): the *standard* config is the
+   best mIoU on the non-tail frames among configs whose mean bytes on those frames fit the budget; the
+   *tail* config is the best mIoU on the tail frames among configs whose mean bytes on the tail frames fit
+   the same budget (mIoU = confusion matrix accumulated over the frame subset; ties -> fewer bytes).
+4. The tail threshold: linear regression of the small-region ratio on frame mIoU at the reference config
+   (:func:`runespoor_cloud.tailmetrics.fit_tail_threshold`); recall and precision are reported on the
+   validation split at every scale (reference quality), tail = its worst 10 % frames.
+5. Writes the controller's profile YAML (default ``config/profiles/<dataset>.yaml``) with the figures that
+   justify each choice as comments, and optionally a JSON with everything (for `runespoor report`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runespoor_common import paths
+
+DEFAULT_SCALES = (1, 2, 4, 6, 8)
+DEFAULT_QUALITIES = (40, 50, 60, 70, 80, 90)
+DEFAULT_LEVELS_KBPS = (50, 100, 200, 400, 800, 1600, 3200)
+
+
+@dataclass(frozen=True)
+class ConfigScore:
+    """One profiled config: mean kB/frame and accumulated mIoU on the non-tail and the tail frames."""
+    scale: int
+    quality: int
+    kbytes_std: float
+    kbytes_tail: float
+    acc_std: float
+    acc_tail: float
+    kbytes: float = float('nan')      # mean over all frames
+    acc_all: float = float('nan')
+
+
+@dataclass(frozen=True)
+class LevelChoice:
+    kbps: float
+    budget_kbytes: float
+    standard: ConfigScore
+    tail: ConfigScore
+    standard_fits: bool
+    tail_fits: bool
+
+
+def budget_kbytes(kbps: float, frame_rate: float) -> float:
+    """kB per frame that a link of `kbps` kbit/s carries at `frame_rate` frames/s."""
+    if kbps <= 0 or frame_rate <= 0:
+        raise ValueError(f'bandwidth and frame rate must be > 0, got {kbps} kbit/s at {frame_rate} frames/s')
+    return kbps / 8.0 / frame_rate
+
+
+def _best(table: list[ConfigScore], budget: float, acc, size) -> tuple[ConfigScore, bool]:
+    fits = [c for c in table if size(c) <= budget + 1e-12 and not math.isnan(acc(c))]
+    if not fits:   # nothing fits: the smallest config (flagged)
+        return min(table, key=lambda c: (size(c), -(acc(c) if not math.isnan(acc(c)) else -1))), False
+    return max(fits, key=lambda c: (acc(c), -size(c), -c.scale)), True
+
+
+def select_levels(table: list[ConfigScore], levels_kbps, frame_rate: float) -> list[LevelChoice]:
+    """Standard and tail config per bandwidth level (see the module docstring)."""
+    if not table:
+        raise ValueError('empty profile table')
+    out = []
+    for kbps in levels_kbps:
+        b = budget_kbytes(float(kbps), frame_rate)
+        std, std_ok = _best(table, b, lambda c: c.acc_std, lambda c: c.kbytes_std)
+        tail, tail_ok = _best(table, b, lambda c: c.acc_tail, lambda c: c.kbytes_tail)
+        out.append(LevelChoice(float(kbps), b, std, tail, std_ok, tail_ok))
+    return out
+
+
+def score_table(cms: dict[tuple[int, int], np.ndarray], nbytes: dict[tuple[int, int], np.ndarray],
+                tail_mask: np.ndarray) -> list[ConfigScore]:
+    """ConfigScores from per-frame confusion matrices (N x K x K) and bytes (N) per (scale, quality)."""
+    from .metrics import miou
+    t = np.asarray(tail_mask, bool)
+    rows = []
+    for (s, q), cm in cms.items():
+        b = np.asarray(nbytes[(s, q)], np.float64) / 1000.0
+        rows.append(ConfigScore(int(s), int(q), float(b[~t].mean()) if (~t).any() else float('nan'),
+                                float(b[t].mean()) if t.any() else float('nan'),
+                                miou(cm[~t].sum(0)) if (~t).any() else float('nan'),
+                                miou(cm[t].sum(0)) if t.any() else float('nan'),
+                                float(b.mean()), miou(cm.sum(0))))
+    return sorted(rows, key=lambda c: (c.scale, c.quality))
+
+
+# --------------------------------------------------------------------------------------------------------
+# the profile YAML (the controller's schema)
+
+
+def profile_document(levels: list[LevelChoice], frame_rate: float, threshold: float, small_region_area: float,
+                     tail_downsample: int, dataset: str) -> dict:
+    """The data the controller loads (see runespoor_cloud.controller.load_profile)."""
+    return {
+        'dataset': dataset,
+        'frame_rate': float(frame_rate),
+        'tail_detector': {'small_region_area': float(small_region_area), 'tail_threshold': round(float(threshold), 6),
+                          'downsample': int(tail_downsample)},
+        'levels': [{'bandwidth_kbps': float(lv.kbps),
+                    'standard': {'scale': lv.standard.scale, 'jpeg_quality': lv.standard.quality},
+                    'tail': {'scale': lv.tail.scale, 'jpeg_quality': lv.tail.quality}} for lv in levels],
+    }
+
+
+def render_yaml(doc: dict, levels: list[LevelChoice], header: list[str]) -> str:
+    """YAML text of `doc` with a header comment and the justifying figures beside every level."""
+    import yaml
+    lines = [f'# {h}' if h else '#' for h in header]
+    body = {k: v for k, v in doc.items() if k != 'levels'}
+    lines.append(yaml.safe_dump(body, sort_keys=False, default_flow_style=False).rstrip())
+    lines.append('levels:')
+    for d, lv in zip(doc['levels'], levels):
+        st, tl = lv.standard, lv.tail
+        lines.append(f'  # {lv.kbps:g} kbit/s = {lv.budget_kbytes:.2f} kB/frame at {doc["frame_rate"]:g} frames/s')
+        lines.append(f'  #   standard x{st.scale} q{st.quality}: {st.kbytes_std:.2f} kB, non-tail mIoU '
+                     f'{100 * st.acc_std:.2f} %, tail mIoU {100 * st.acc_tail:.2f} %'
+                     + ('' if lv.standard_fits else '  (NOTHING FITS: smallest config)'))
+        lines.append(f'  #   tail     x{tl.scale} q{tl.quality}: {tl.kbytes_tail:.2f} kB on tail frames, tail mIoU '
+                     f'{100 * tl.acc_tail:.2f} % ({100 * (tl.acc_tail - st.acc_tail):+.2f} vs standard), '
+                     f'non-tail mIoU {100 * tl.acc_std:.2f} %' + ('' if lv.tail_fits else '  (NOTHING FITS)'))
+        item = yaml.safe_dump([d], sort_keys=False, default_flow_style=None).rstrip().splitlines()
+        lines += ['  ' + x for x in item]
+    return '\n'.join(lines) + '\n'
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    import os
+    import tempfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'w') as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .evaluate import add_common_arguments
+    add_common_arguments(parser)
+    parser.add_argument('--split', default='train', help='profiling split (default train)')
+    parser.add_argument('--val-split', default='val', help='split for the threshold check ("" to skip)')
+    parser.add_argument('--val-limit', type=int, default=None, help='use only the first N validation frames')
+    parser.add_argument('--scales', default=','.join(map(str, DEFAULT_SCALES)))
+    parser.add_argument('--qualities', default=','.join(map(str, DEFAULT_QUALITIES)))
+    parser.add_argument('--reference', default='4:90', help='scale:quality that defines the tail frames')
+    parser.add_argument('--tail-fraction', type=float, default=0.1, help='worst fraction of frames = tail')
+    parser.add_argument('--bandwidths', default=','.join(map(str, DEFAULT_LEVELS_KBPS)),
+                        help='bandwidth levels, kbit/s, comma-separated')
+    parser.add_argument('--frame-rate', type=float, default=10.0, help='frames/s the bandwidth levels carry')
+    parser.add_argument('--methods', default='asr,sr',
+                        help='restoration preference per scale, first with weights wins (bilinear last)')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='profile YAML (default config/profiles/<dataset>.yaml)')
+    parser.add_argument('--json', type=Path, default=None, help='also write everything as JSON here')
+
+
+def _restoration_plan(runner, scales, prefs) -> dict[int, str]:
+    plan = {}
+    for s in scales:
+        plan[s] = 'bilinear'
+        if s == 1:
+            plan[s] = 'none'
+            continue
+        for m in prefs:
+            why = runner.check(m, s)
+            if why is None:
+                plan[s] = m
+                break
+            print(f'runespoor profile: x{s}: {why}; trying the next method', file=sys.stderr)
+    return plan
+
+
+def _scores_to_arrays(scores, cfg_of, samples):
+    from .tailmetrics import present_miou
+    out = {}
+    for key, cfg in cfg_of.items():
+        fs = scores[cfg]
+        out[key] = {'cm': np.stack([f.cm for f in fs]), 'bytes': np.array([f.nbytes for f in fs]),
+                    'ratio': np.array([f.ratio for f in fs]), 'acc': np.array([present_miou(f.cm) for f in fs])}
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
+    from . import tailmetrics as tm
+    from .datasets import DatasetError
+    from .evaluate import (Config, EvalError, command_line, parse_int_list, select_samples, setup_runner,
+                           write_json_atomic)
+    from .models import ModelFileError
+    t_start = time.perf_counter()
+    scales = parse_int_list(args.scales, '--scales')
+    qualities = parse_int_list(args.qualities, '--qualities')
+    levels = [float(v) for v in str(args.bandwidths).split(',') if v.strip()]
+    try:
+        ref = tuple(int(v) for v in args.reference.split(':'))
+        assert len(ref) == 2
+    except (ValueError, AssertionError):
+        raise SystemExit(f'runespoor profile: --reference must be scale:quality, got {args.reference!r}') from None
+    if any(s not in VALID_SCALES for s in scales) or any(not QUALITY_RANGE[0] <= q <= QUALITY_RANGE[1]
+                                                         for q in qualities):
+        raise SystemExit(f'runespoor profile: scales must be in {VALID_SCALES}, qualities in {QUALITY_RANGE}')
+    if ref[0] not in scales or ref[1] not in qualities:
+        raise SystemExit(f'runespoor profile: reference x{ref[0]} q{ref[1]} is not among the profiled configs')
+    if not levels or args.frame_rate <= 0:
+        raise SystemExit('runespoor profile: give at least one bandwidth level and a positive --frame-rate')
+    try:
+        root = paths.data_root(args.data_root)
+        samples = select_samples(args.dataset, root, args.split, args.every, args.limit)
+        val_samples = select_samples(args.dataset, root, args.val_split, 1, args.val_limit) if args.val_split else []
+        runner = setup_runner(args)
+    except (DatasetError, ModelFileError, FileNotFoundError) as exc:
+        print(f'runespoor profile: {exc}', file=sys.stderr)
+        return 2
+    prefs = [m for m in args.methods.split(',') if m and m != 'bilinear']
+    plan = _restoration_plan(runner, scales, prefs)
+
+    def cfg(s, q):
+        return Config('bilinear' if plan[s] in ('none', 'bilinear') else plan[s], s, q)
+
+    cfg_of = {(s, q): cfg(s, q) for s in scales for q in qualities}
+    print(f'runespoor profile: {args.dataset} {args.split}, {len(samples)} frames x {len(cfg_of)} configs; '
+          f'restoration ' + ', '.join(f'x{s}: {m}' for s, m in plan.items()), flush=True)
+    try:
+        scores = runner.run(samples, list(cfg_of.values()), desc='profile')
+        arr = _scores_to_arrays(scores, cfg_of, samples)
+        val_cfg = {(s, ref[1]): cfg(s, ref[1]) for s in scales if s > 1}
+        val = _scores_to_arrays(runner.run(val_samples, list(val_cfg.values()), desc='val'), val_cfg,
+                                val_samples) if val_samples else {}
+    except (DatasetError, EvalError, ModelFileError) as exc:
+        print(f'runespoor profile: {exc}', file=sys.stderr)
+        return 2
+
+    ref_acc = arr[ref]['acc']
+    tail = tm.tail_frames(ref_acc, args.tail_fraction)
+    table = score_table({k: v['cm'] for k, v in arr.items()}, {k: v['bytes'] for k, v in arr.items()}, tail)
+    choices = select_levels(table, levels, args.frame_rate)
+    fit = tm.fit_tail_threshold(arr[ref]['ratio'], ref_acc, tail)
+    train_det = tm.detection_scores(arr[ref]['ratio'], tail, fit.threshold)
+    val_det = []
+    for (s, q), v in sorted(val.items()):
+        d = tm.detection_scores(v['ratio'], tm.tail_frames(v['acc'], args.tail_fraction), fit.threshold)
+        d.update(scale=s, quality=q, method=plan[s])
+        val_det.append(d)
+    val_ref = next((d for d in val_det if d['scale'] == ref[0]), None)
+
+    # ---- outputs
+    out_yaml = args.out or paths.config_dir() / 'profiles' / f'{args.dataset}.yaml'
+    doc = profile_document(choices, args.frame_rate, fit.threshold, args.small_region_area, args.tail_downsample,
+                           args.dataset)
+    header = [
+        f'CAC profile for {args.dataset}, written by `runespoor profile` ({time.strftime("%Y-%m-%d %H:%M")}).',
+        f'Command: {command_line("profile")}',
+        f'Profiled on {args.split}: {len(samples)} frames x {len(cfg_of)} configs (scales {scales} x JPEG q '
+        f'{qualities}); restoration per scale: ' + ', '.join(f'x{s} {m}' for s, m in plan.items()) + '.',
+        f'Tail frames: worst {100 * args.tail_fraction:g} % ({int(tail.sum())} frames) by frame mIoU at the '
+        f'reference x{ref[0]} q{ref[1]} (frame mIoU <= {100 * fit.boundary_accuracy:.2f} %).',
+        'Per level: standard = best mIoU on non-tail frames within the budget; tail = best mIoU on tail frames '
+        'within the same budget.',
+        f'tail_threshold: linear regression ratio = {fit.intercept:.5f} + {fit.slope:.5f} * mIoU '
+        f'(R^2 {fit.r2:.3f}, {fit.frames} frames) at the tail boundary mIoU -> {100 * fit.threshold:.3f} %.',
+        f'  train ({args.split}, x{ref[0]} q{ref[1]}): recall {train_det["recall"]:.2f}, precision '
+        f'{train_det["precision"]:.2f} ({train_det["flagged"]} flagged, {train_det["tail"]} tail frames)',
+    ]
+    for d in val_det:
+        header.append(f'  {args.val_split} x{d["scale"]} q{d["quality"]} ({d["method"]}, {d["frames"]} frames): recall '
+                      f'{d["recall"]:.2f}, precision {d["precision"]:.2f}')
+    header.append('Units: bandwidth_kbps kbit/s; frame_rate frames/s; small_region_area and tail_threshold are '
+                  'fractions of the frame area; downsample = label-map subsampling factor.')
+    header.append('')
+    write_text_atomic(render_yaml(doc, choices, header), out_yaml)
+    if args.json:
+        write_json_atomic({
+            'kind': 'runespoor-profile', 'dataset': args.dataset, 'split': args.split, 'frames': len(samples),
+            'val_split': args.val_split, 'val_frames': len(val_samples), 'scales': scales, 'qualities': qualities,
+            'restoration': {str(s): m for s, m in plan.items()}, 'reference': {'scale': ref[0], 'quality': ref[1]},
+            'tail_fraction': args.tail_fraction, 'tail_frames': int(tail.sum()), 'frame_rate': args.frame_rate,
+            'small_region_area': args.small_region_area, 'tail_downsample': args.tail_downsample,
+            'threshold': fit.as_dict(), 'train_detection': train_det, 'val_detection': val_det,
+            'table': [asdict(c) for c in table],
+            'levels': [{'kbps': c.kbps, 'budget_kbytes': c.budget_kbytes, 'standard': asdict(c.standard),
+                        'tail': asdict(c.tail), 'standard_fits': c.standard_fits, 'tail_fits': c.tail_fits}
+                       for c in choices],
+            'reference_frames': {'names': [s.image_path.name for s in samples], 'miou': ref_acc,
+                                 'small_region_ratio': arr[ref]['ratio'], 'tail': tail},
+            'profile_yaml': str(out_yaml), 'command': command_line('profile'),
+            'seconds': time.perf_counter() - t_start, 'device': args.device, 'threads': args.threads,
+        }, Path(args.json))
+
+    print(f'\n| kbit/s | kB/frame | standard | non-tail mIoU % | tail config | tail mIoU % | (standard on tail) |')
+    print('|---|---|---|---|---|---|---|')
+    for c in choices:
+        print(f'| {c.kbps:g} | {c.budget_kbytes:.2f} | x{c.standard.scale} q{c.standard.quality} '
+              f'{"" if c.standard_fits else "(over) "}| {100 * c.standard.acc_std:.2f} | x{c.tail.scale} '
+              f'q{c.tail.quality} {"" if c.tail_fits else "(over) "}| {100 * c.tail.acc_tail:.2f} | '
+              f'{100 * c.standard.acc_tail:.2f} |')
+    print(f'\ntail threshold {100 * fit.threshold:.3f} % (regression R^2 {fit.r2:.3f}); train recall '
+          f'{train_det["recall"]:.2f} precision {train_det["precision"]:.2f}')
+    if val_ref:
+        print(f'{args.val_split} at x{ref[0]} q{ref[1]}: recall {val_ref["recall"]:.2f}, '
+              f'precision {val_ref["precision"]:.2f}')
+    print(f'wrote {out_yaml}' + (f' and {args.json}' if args.json else '')
+          + f' ({time.perf_counter() - t_start:.0f} s)')
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='runespoor profile')
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Restorer (ASR) node: runespoor/uplink (EncodedFrame) -> runespoor/restored (sensor_msgs/Image).
+
+Decodes the JPEG and restores the source resolution with the method configured for the frame's scale
+(bilinear / sr / asr / cloudseg; one model per scale, loaded once at start, strictly). The restored
+image keeps the camera frame's header. Each frame's metadata (seq, knobs, session) goes on
+runespoor/frame_info (an EncodedFrame without the JPEG) so the tail detector can judge it.
+Bad frames are rejected with a throttled, specific log line and a diagnostics counter.
+"""
+from __future__ import annotations
+
+import time
+
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from runespoor.msg import EncodedFrame
+from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.params import Param, in_range, one_of
+from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS
+
+#: Only the newest uplink frame matters: a deeper queue would only add latency.
+UPLINK_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+MAX_SOURCE_SIDE = 8192
+
+
+def parse_methods(text: str) -> dict[int, str]:
+    """"2:asr,4:asr" -> {2: 'asr', 4: 'asr'} (validated)."""
+    from runespoor_cloud.restore import METHODS
+    from runespoor_edge.codec import VALID_SCALES
+    out = {}
+    for item in str(text).split(','):
+        if not item.strip():
+            continue
+        try:
+            scale, method = item.split(':')
+            scale, method = int(scale), method.strip()
+        except ValueError:
+            raise ValueError(f'methods entry {item!r}: expected SCALE:METHOD, e.g. "4:asr"')
+        if scale not in VALID_SCALES or scale == 1:
+            raise ValueError(f'methods entry {item!r}: scale must be one of {list(VALID_SCALES[1:])}')
+        if method not in METHODS:
+            raise ValueError(f'methods entry {item!r}: method must be one of {list(METHODS)}')
+        out[scale] = method
+    return out
+
+
+def _methods_check(v):
+    try:
+        parse_methods(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+PARAMS = [
+    Param('dataset', 'camvid', 'data set the restoration models were trained for (weights subfolder)',
+          one_of('camvid', 'cityscapes'), read_only=True),
+    Param('methods', '2:asr,4:asr,6:asr,8:asr',
+          'restoration method per scale "SCALE:METHOD,..." (bilinear, sr, asr, cloudseg)', _methods_check,
+          read_only=True),
+    Param('weights_dir', '', "folder of the project's trained weights (<dir>/<dataset>/<method>_x<scale>.pt); "
+          "empty = the installed models/", read_only=True),
+    Param('device', 'cpu', 'torch device', one_of('cpu', 'cuda'), read_only=True),
+    Param('threads', 0, 'torch CPU threads; 0 = torch default', in_range(0, 256), read_only=True),
+]
+
+
+class RestorerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('restorer', **kwargs)
+        from runespoor_common.params import declare
+        from runespoor_cloud.restore import Restorer
+        p = declare(self, PARAMS)
+        methods = parse_methods(p['methods'])
+        t0 = time.monotonic()
+        # Loads every model now, strictly; a missing/mismatched file raises ModelFileError naming it.
+        self.restorer = Restorer(methods, weights_dir=p['weights_dir'] or None, dataset=p['dataset'],
+                                 device=p['device'], threads=p['threads'] or None)
+        self.get_logger().info(f'restoration {methods} on {p["device"]} loaded in '
+                               f'{time.monotonic() - t0:.1f} s')
+        self.stats = NodeStats()
+        self.sink = None  # single-process mode: callable(rgb, header, info_msg) instead of DDS
+        self.session = None
+        self.last_seq = None
+        self.pub = self.create_publisher(Image, 'runespoor/restored', IMAGE_QOS)
+        self.info_pub = self.create_publisher(EncodedFrame, 'runespoor/frame_info', RELIABLE_QOS)
+        self.create_subscription(EncodedFrame, 'runespoor/uplink', self.on_frame, UPLINK_IN_QOS)
+        attach(self, self.stats)
+
+    def _reject(self, kind: str, text: str) -> None:
+        self.stats.error(kind)
+        self.get_logger().warning(f'rejected frame: {text}', throttle_duration_sec=2.0)
+
+    def check(self, msg: EncodedFrame) -> str | None:
+        """None when the frame's metadata is usable, else why not."""
+        from runespoor_edge.codec import VALID_SCALES
+        fmt = msg.image.format.lower()
+        if 'jpeg' not in fmt and 'jpg' not in fmt:
+            return f'format {msg.image.format!r} is not JPEG'
+        if msg.knobs.scale not in VALID_SCALES:
+            return f'scale {msg.knobs.scale} is not one of {list(VALID_SCALES)}'
+        if msg.knobs.scale != 1 and msg.knobs.scale not in self.restorer.methods:
+            return f'no restoration model configured for x{msg.knobs.scale}'
+        w, h = msg.source_width, msg.source_height
+        if not (0 < w <= MAX_SOURCE_SIDE and 0 < h <= MAX_SOURCE_SIDE):
+            return f'source size {w}x{h} is zero or absurd'
+        if w // msg.knobs.scale < 1 or h // msg.knobs.scale < 1:
+            return f'source size {w}x{h} too small for x{msg.knobs.scale}'
+        if len(msg.image.data) == 0:
+            return 'empty JPEG payload'
+        return None
+
+    def on_frame(self, msg: EncodedFrame) -> None:
+        from runespoor_common.imgconv import rgb_to_image
+        from runespoor_edge.codec import CodecError, decode_jpeg
+        t0 = time.perf_counter()
+        if self.session is not None and (msg.session_id != self.session or
+                                         (self.last_seq is not None and msg.seq < self.last_seq)):
+            self.get_logger().info(f'edge restarted (session {self.session} -> {msg.session_id}, '
+                                   f'seq {self.last_seq} -> {msg.seq}); carrying on')
+        self.session, self.last_seq = msg.session_id, msg.seq
+        reason = self.check(msg)
+        if reason:
+            return self._reject('metadata', reason)
+        try:
+            lr = decode_jpeg(bytes(msg.image.data))
+        except CodecError as exc:
+            return self._reject('jpeg', str(exc))
+        scale = msg.knobs.scale
+        w, h = msg.source_width, msg.source_height
+        if lr.shape[1] != w // scale or lr.shape[0] != h // scale:
+            return self._reject('size', f'JPEG is {lr.shape[1]}x{lr.shape[0]} but source {w}x{h} at x{scale} '
+                                        f'gives {w // scale}x{h // scale}')
+        try:
+            hr = lr if scale == 1 else self.restorer.restore(lr, scale, source_size=(w, h))
+        except (ValueError, RuntimeError, KeyError) as exc:
+            return self._reject('restore', f'restoration failed: {exc}')
+        info = EncodedFrame(header=msg.header, seq=msg.seq, session_id=msg.session_id, source_width=w,
+                            source_height=h, knobs=msg.knobs, send_stamp=msg.send_stamp,
+                            queue_delay_ms=msg.queue_delay_ms)
+        info.image.header = msg.image.header
+        info.image.format = msg.image.format
+        self.info_pub.publish(info)
+        if self.sink is not None:
+            self.sink(hr, msg.header, info)
+        if self.sink is None or self.pub.get_subscription_count() > 0:
+            self.pub.publish(rgb_to_image(hr, 'rgb8', msg.header))
+        now = self.get_clock().now().nanoseconds
+        latency = (now - (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)) / 1e6
+        self.stats.frame((time.perf_counter() - t0) * 1000, latency)
+        self.stats.values['last_scale'] = str(scale)
+        self.stats.values['last_method'] = 'none' if scale == 1 else self.restorer.method(scale)
+
+
+def main(args=None):
+    from runespoor_common.node_main import run_node
+    return run_node(RestorerNode, args)
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

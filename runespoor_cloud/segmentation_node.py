@@ -1,0 +1,106 @@
+"""Segmentation node: runespoor/restored -> runespoor/segmentation/labels (mono8 class ids, 255 =
+ignore) and runespoor/segmentation/overlay (rgb8 palette blend, for rviz), same header; the class map
+once on runespoor/class_map (reliable + transient local)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from runespoor.msg import ClassMap
+from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.params import Param, in_range, one_of
+from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS
+
+#: newest restored frame only (reliable so multi-MB images are not lost, depth 1 so none go stale)
+RESTORED_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+PARAMS = [
+    Param('arch', 'espnet', 'segmentation architecture (registry name)', read_only=True),
+    Param('dataset', 'camvid', 'data set of the model: class names, palette, preprocessing',
+          one_of('camvid', 'cityscapes'), read_only=True),
+    Param('weights', '', 'weight file; empty = <model dir>/espnet/espnet_p_2_q_8_<dataset>.pth, model dir = '
+          '$RUNESPOOR_MODELS or ../shared/models', read_only=True),
+    Param('device', 'cpu', 'torch device', one_of('cpu', 'cuda'), read_only=True),
+    Param('threads', 0, 'torch CPU threads; 0 = torch default', in_range(0, 256), read_only=True),
+    Param('overlay_alpha', 0.5, 'weight of the class colours in the overlay', in_range(0.0, 1.0)),
+    Param('publish_overlay', True, 'publish runespoor/segmentation/overlay'),
+]
+
+
+def blend_overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+    """Palette colours blended over the frame (ignore label left as the frame)."""
+    import cv2
+    colour = palette[labels]
+    out = cv2.addWeighted(rgb, 1.0 - alpha, colour, alpha, 0.0)
+    ignore = labels == 255
+    out[ignore] = rgb[ignore]
+    return out
+
+
+class SegmentationNode(Node):
+    def __init__(self, direct: bool = False, **kwargs):
+        """`direct`: frames arrive by calls to process() (single-process cloud), no subscription."""
+        super().__init__('segmentation', **kwargs)
+        from runespoor_common.params import declare
+        from runespoor_cloud.segmentation import Segmenter
+        self.p = declare(self, PARAMS)
+        t0 = time.monotonic()
+        self.seg = Segmenter(arch=self.p['arch'], weights=self.p['weights'] or None, dataset=self.p['dataset'],
+                             device=self.p['device'], threads=self.p['threads'] or None)
+        info = self.seg.info
+        self.palette = np.zeros((256, 3), np.uint8)
+        self.palette[:info.num_classes] = np.asarray(info.palette, np.uint8)
+        self.get_logger().info(f'{self.p["arch"]} ({info.name}, {info.num_classes} classes) from '
+                               f'{self.seg.weights} on {self.p["device"]} in {time.monotonic() - t0:.1f} s')
+        self.stats = NodeStats()
+        self.sink = None  # single-process mode: callable(labels, header) instead of DDS
+        self.labels_pub = self.create_publisher(Image, 'runespoor/segmentation/labels', IMAGE_QOS)
+        self.overlay_pub = self.create_publisher(Image, 'runespoor/segmentation/overlay', IMAGE_QOS)
+        self.class_pub = self.create_publisher(ClassMap, 'runespoor/class_map', LATCHED_QOS)
+        cm = ClassMap(dataset=info.name, model=self.p['arch'], ignore_label=255,
+                      class_ids=list(range(info.num_classes)), class_names=list(info.class_names),
+                      colors_rgb=[int(c) for rgb in info.palette for c in rgb])
+        cm.header.stamp = self.get_clock().now().to_msg()
+        self.class_pub.publish(cm)
+        if not direct:
+            self.create_subscription(Image, 'runespoor/restored', self.on_image, RESTORED_IN_QOS)
+        attach(self, self.stats)
+
+    def on_image(self, msg: Image) -> None:
+        from runespoor_common.imgconv import ImageEncodingError, image_to_rgb
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageEncodingError as exc:
+            self.stats.error('encoding')
+            self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=2.0)
+            return
+        self.process(rgb, msg.header)
+
+    def process(self, rgb: np.ndarray, header) -> np.ndarray:
+        from runespoor_common.imgconv import labels_to_image, rgb_to_image
+        t0 = time.perf_counter()
+        labels = self.seg.predict(rgb)
+        if self.sink is not None:
+            self.sink(labels, header)
+        self.labels_pub.publish(labels_to_image(labels, header))
+        if self.p['publish_overlay'] and self.overlay_pub.get_subscription_count() > 0:
+            self.overlay_pub.publish(rgb_to_image(
+                blend_overlay(rgb, labels, self.palette, self.p['overlay_alpha']), 'rgb8', header))
+        now = self.get_clock().now().nanoseconds
+        self.stats.frame((time.perf_counter() - t0) * 1000,
+                         (now - (header.stamp.sec * 10**9 + header.stamp.nanosec)) / 1e6)
+        return labels
+
+
+def main(args=None):
+    from runespoor_common.node_main import run_node
+    return run_node(SegmentationNode, args)
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

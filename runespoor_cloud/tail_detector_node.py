@@ -1,0 +1,101 @@
+"""Tail detector node: runespoor/segmentation/labels -> runespoor/tail_report (TailReport) for every
+frame. The judged frame's seq and knobs come from runespoor/frame_info (published by the restorer),
+matched by capture stamp."""
+from __future__ import annotations
+
+import collections
+
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from runespoor.msg import EncodedFrame, TailReport
+from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_cloud.tail import DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, analyze
+from runespoor_common.params import Param, in_range
+from runespoor_common.qos import RELIABLE_QOS
+
+LABELS_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+PARAMS = [
+    Param('small_region_area', DEFAULT_SMALL_REGION_AREA,
+          'a region is small when its area / frame area is below this [fraction]', in_range(1e-6, 1.0)),
+    Param('tail_threshold', DEFAULT_TAIL_THRESHOLD,
+          'a frame is a tail frame when its small-region ratio is below this [fraction]', in_range(0.0, 1.0)),
+    Param('downsample', DEFAULT_DOWNSAMPLE, 'label map subsampling before the analysis [factor]',
+          in_range(1, 64)),
+    Param('profile', '', 'CAC profile YAML whose tail_detector section (fitted by `runespoor profile`) sets '
+          'the three values above; a bare name = config/profiles/<name>.yaml; empty = use the parameters',
+          read_only=True),
+]
+
+
+def stamp_key(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class TailDetectorNode(Node):
+    def __init__(self, direct: bool = False, **kwargs):
+        """`direct`: label maps arrive by calls to process() (single-process cloud), no subscription."""
+        super().__init__('tail_detector', **kwargs)
+        from runespoor_common.params import declare
+        self.p = declare(self, PARAMS)
+        if self.p['profile']:
+            from runespoor_cloud.controller_node import resolve_profile
+            from runespoor_cloud.controller import load_profile
+            td = load_profile(resolve_profile(self.p['profile'])).tail_detector
+            for key in ('small_region_area', 'tail_threshold', 'downsample'):
+                if key in td:
+                    self.p[key] = type(self.p[key])(td[key])
+            self.get_logger().info(f'tail detector from profile {self.p["profile"]}: small_region_area '
+                                   f'{self.p["small_region_area"]}, tail_threshold {self.p["tail_threshold"]}, '
+                                   f'downsample {self.p["downsample"]}')
+        self.stats = NodeStats()
+        self.infos: collections.OrderedDict = collections.OrderedDict()
+        self.pub = self.create_publisher(TailReport, 'runespoor/tail_report', RELIABLE_QOS)
+        self.create_subscription(EncodedFrame, 'runespoor/frame_info', self.on_info, RELIABLE_QOS)
+        if not direct:
+            self.create_subscription(Image, 'runespoor/segmentation/labels', self.on_labels, LABELS_IN_QOS)
+        attach(self, self.stats)
+
+    def on_info(self, msg: EncodedFrame) -> None:
+        self.infos[stamp_key(msg.header.stamp)] = msg
+        while len(self.infos) > 200:
+            self.infos.popitem(last=False)
+
+    def on_labels(self, msg: Image) -> None:
+        from runespoor_common.imgconv import ImageEncodingError, image_to_labels
+        try:
+            labels = image_to_labels(msg)
+        except ImageEncodingError as exc:
+            self.stats.error('encoding')
+            self.get_logger().warning(f'rejected label map: {exc}', throttle_duration_sec=2.0)
+            return
+        self.process(labels, msg.header)
+
+    def process(self, labels, header) -> TailReport:
+        r = analyze(labels, small_region_area=self.p['small_region_area'],
+                    tail_threshold=self.p['tail_threshold'], downsample=int(self.p['downsample']))
+        report = TailReport(header=header, small_region_ratio=r.small_region_ratio,
+                            tail_threshold=r.tail_threshold, small_region_area=r.small_region_area,
+                            is_tail=r.is_tail, num_small_regions=r.num_small_regions,
+                            num_regions=r.num_regions, downsample=r.downsample, detector_time_ms=r.time_ms)
+        info = self.infos.get(stamp_key(header.stamp))
+        if info is not None:
+            report.seq = info.seq
+            report.knobs = info.knobs
+        self.pub.publish(report)
+        self.stats.frame(r.time_ms)
+        self.stats.values['last_ratio'] = f'{r.small_region_ratio:.4f}'
+        self.stats.values['tail_frames'] = str(int(self.stats.values.get('tail_frames', '0')) + r.is_tail)
+        return report
+
+
+def main(args=None):
+    from runespoor_common.node_main import run_node
+    return run_node(TailDetectorNode, args)
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

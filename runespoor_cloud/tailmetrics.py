@@ -1,0 +1,185 @@
+"""Tail-accuracy metrics (DESIGN §2) and the tail detector's threshold fit, as pure NumPy functions.
+
+Definitions, exactly as the design states them:
+
+* **Class-wise tail accuracy.** Per scale (and JPEG quality), the tail class set is the floor(K/2) classes
+  with the lowest IoU(bilinear) / IoU(HR); every method is scored as the mean IoU over that same set
+  (:func:`tail_miou`) and normalised by HR's value on the set (:func:`tail_miou_normalized`).
+* **Frame-wise tail accuracy.** The ordered frames of each sequence are split into episodes of 10 frames;
+  an episode's mIoU is taken from the confusion matrix summed over its frames, over the classes present in
+  the episode (ground-truth pixels > 0); ``frame_p90`` is the 10th percentile of the episode mIoUs (the
+  value 90 % of episodes beat), ``frame_p99`` the 1st percentile, ``frame_mean`` their mean. A trailing
+  chunk of fewer than ``length`` frames is not an episode and is left out (CamVid val: 101 frames of one
+  sequence -> 10 episodes, the last frame unused). Percentiles use NumPy's default linear interpolation.
+* **Tail frames** (profiling): the worst ``ceil(fraction * N)`` frames by frame accuracy.
+* **Tail threshold** (the paper's linear regression): fit ``ratio = c + d * accuracy`` over the profiled
+  frames by least squares (small-region ratio of the prediction against frame accuracy) and take the ratio
+  the fit gives at the tail boundary accuracy (the best accuracy among tail frames) — the small-region
+  ratio a frame on the edge of the tail is expected to have. Frames below it are flagged as likely tail.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+EPISODE_LENGTH = 10
+TAIL_FRACTION = 0.10
+
+
+# --------------------------------------------------------------------------------------------------------
+# class-wise
+
+
+def iou_present(cm: np.ndarray) -> np.ndarray:
+    """IoU per class from a KxK confusion matrix (rows = ground truth); nan where the class has no
+    ground-truth pixel (a class that is only predicted is not "present")."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    gt = cm.sum(1)
+    union = gt + cm.sum(0) - tp
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(gt > 0, tp / np.where(union > 0, union, 1), np.nan)
+
+
+def present_miou(cm: np.ndarray) -> float:
+    """mIoU over the classes present in the ground truth of `cm`; nan when nothing is labelled."""
+    iou = iou_present(cm)
+    return float('nan') if np.all(np.isnan(iou)) else float(np.nanmean(iou))
+
+
+def tail_class_set(iou_bilinear: Sequence[float], iou_hr: Sequence[float]) -> list[int]:
+    """The floor(K/2) class ids with the lowest IoU(bilinear) / IoU(HR), lowest first.
+
+    K is the number of classes. A class whose ratio is undefined (nan IoU, or HR IoU 0) sorts after every
+    defined one; ties keep class-id order."""
+    b = np.asarray(iou_bilinear, dtype=np.float64)
+    h = np.asarray(iou_hr, dtype=np.float64)
+    if b.shape != h.shape or b.ndim != 1:
+        raise ValueError(f'IoU vectors differ in shape: {b.shape} vs {h.shape}')
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ratio = b / h
+    ratio = np.where(np.isfinite(ratio), ratio, np.inf)
+    order = np.argsort(ratio, kind='stable')
+    return [int(i) for i in order[:len(b) // 2]]
+
+
+def tail_miou(iou: Sequence[float], tail: Sequence[int]) -> float:
+    """Mean IoU over the tail class set (classes with nan IoU skipped); nan for an empty set."""
+    v = np.asarray(iou, dtype=np.float64)[list(tail)]
+    return float('nan') if v.size == 0 or np.all(np.isnan(v)) else float(np.nanmean(v))
+
+
+def tail_miou_normalized(iou: Sequence[float], iou_hr: Sequence[float], tail: Sequence[int]) -> float:
+    """tail_miou(iou) / tail_miou(iou_hr) on the same set."""
+    ref = tail_miou(iou_hr, tail)
+    t = tail_miou(iou, tail)
+    return float('nan') if not ref or math.isnan(ref) or math.isnan(t) else t / ref
+
+
+# --------------------------------------------------------------------------------------------------------
+# frame-wise
+
+
+def episodes(sequences: Sequence[str], length: int = EPISODE_LENGTH) -> list[list[int]]:
+    """Indices of the frames of each episode: consecutive runs of `length` frames of one sequence, in the
+    given (temporal) order. A trailing chunk shorter than `length` is dropped."""
+    if length < 1:
+        raise ValueError(f'episode length must be >= 1, got {length}')
+    runs: dict[str, list[int]] = {}
+    for i, s in enumerate(sequences):
+        runs.setdefault(s, []).append(i)
+    out = []
+    for idx in runs.values():
+        for k in range(0, len(idx) - length + 1, length):
+            out.append(idx[k:k + length])
+    return out
+
+
+def episode_mious(frame_cms: Sequence[np.ndarray], sequences: Sequence[str],
+                  length: int = EPISODE_LENGTH) -> list[float]:
+    """mIoU of each episode (confusion matrices summed over its frames, classes present in the episode)."""
+    if len(frame_cms) != len(sequences):
+        raise ValueError(f'{len(frame_cms)} confusion matrices for {len(sequences)} frames')
+    return [present_miou(np.sum([frame_cms[i] for i in ep], axis=0)) for ep in episodes(sequences, length)]
+
+
+def frame_tail_stats(episode_values: Sequence[float]) -> dict[str, float]:
+    """frame_p90 (10th percentile), frame_p99 (1st percentile) and frame_mean of episode mIoUs."""
+    v = np.asarray([x for x in episode_values if not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return {'frame_p90': float('nan'), 'frame_p99': float('nan'), 'frame_mean': float('nan'), 'episodes': 0}
+    return {'frame_p90': float(np.percentile(v, 10)), 'frame_p99': float(np.percentile(v, 1)),
+            'frame_mean': float(v.mean()), 'episodes': int(v.size)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# tail frames and the detector's threshold
+
+
+def tail_frames(accuracy: Sequence[float], fraction: float = TAIL_FRACTION) -> np.ndarray:
+    """Boolean mask of the worst ceil(fraction * N) frames by accuracy (nan counts as worst; ties keep
+    frame order)."""
+    a = np.asarray(accuracy, dtype=np.float64)
+    if not 0 < fraction <= 1:
+        raise ValueError(f'tail fraction must be in (0, 1], got {fraction}')
+    n = int(math.ceil(fraction * a.size - 1e-9))
+    mask = np.zeros(a.size, bool)
+    mask[np.argsort(np.where(np.isnan(a), -np.inf, a), kind='stable')[:n]] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    intercept: float      # c in ratio = c + d * accuracy
+    slope: float          # d
+    boundary_accuracy: float   # best accuracy among the tail frames
+    threshold: float      # c + d * boundary_accuracy, clipped to [0, 1]
+    r2: float
+    frames: int
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def fit_tail_threshold(ratios: Sequence[float], accuracy: Sequence[float], tail_mask: Sequence[bool]
+                       ) -> ThresholdFit:
+    """Least-squares line ratio = c + d * accuracy (frames with a finite accuracy), evaluated at the tail
+    boundary (the best accuracy among `tail_mask` frames). Raises ValueError when there is nothing to fit."""
+    r = np.asarray(ratios, dtype=np.float64)
+    a = np.asarray(accuracy, dtype=np.float64)
+    t = np.asarray(tail_mask, dtype=bool)
+    if not (r.shape == a.shape == t.shape):
+        raise ValueError(f'ratios {r.shape}, accuracy {a.shape} and tail mask {t.shape} differ in shape')
+    ok = np.isfinite(r) & np.isfinite(a)
+    if ok.sum() < 2 or np.ptp(a[ok]) == 0:
+        raise ValueError(f'cannot fit the tail threshold: {int(ok.sum())} usable frames with distinct accuracy')
+    if not (t & ok).any():
+        raise ValueError('cannot fit the tail threshold: no tail frame with a finite accuracy')
+    d, c = np.polyfit(a[ok], r[ok], 1)
+    pred = c + d * a[ok]
+    ss_res = float(((r[ok] - pred) ** 2).sum())
+    ss_tot = float(((r[ok] - r[ok].mean()) ** 2).sum())
+    boundary = float(a[t & ok].max())
+    thr = float(np.clip(c + d * boundary, 0.0, 1.0))
+    return ThresholdFit(intercept=float(c), slope=float(d), boundary_accuracy=boundary, threshold=thr,
+                        r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float('nan'), frames=int(ok.sum()))
+
+
+def detection_scores(ratios: Sequence[float], tail_mask: Sequence[bool], threshold: float) -> dict:
+    """Recall and precision of "ratio < threshold" as a tail-frame detector against `tail_mask`.
+    recall = flagged tail / all tail; precision = flagged tail / all flagged (nan when nothing is flagged)."""
+    r = np.asarray(ratios, dtype=np.float64)
+    t = np.asarray(tail_mask, dtype=bool)
+    flagged = r < threshold
+    tp = int((flagged & t).sum())
+    return {'threshold': float(threshold), 'recall': tp / int(t.sum()) if t.any() else float('nan'),
+            'precision': tp / int(flagged.sum()) if flagged.any() else float('nan'),
+            'flagged': int(flagged.sum()), 'tail': int(t.sum()), 'frames': int(r.size)}
+
+
+__all__ = ['EPISODE_LENGTH', 'TAIL_FRACTION', 'iou_present', 'present_miou', 'tail_class_set', 'tail_miou',
+           'tail_miou_normalized', 'episodes', 'episode_mious', 'frame_tail_stats', 'tail_frames',
+           'ThresholdFit', 'fit_tail_threshold', 'detection_scores']

@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--weights-dir', default=None, help="the project's trained weights (default: models/)")
     parser.add_argument('--out', type=Path, default=Path('runs'), help='parent folder of the run folder')
     parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: random)')
+    parser.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
+                        help='override a node parameter, e.g. --set cac_controller:return_after=3')
     parser.add_argument('--no-baselines', action='store_true',
                         help='skip the offline ASR-only / bilinear-only replays for the timeline')
 
@@ -76,6 +78,19 @@ def ensure_bag(args) -> Path:
     bagio.convert(fmt=args.format, input=Path(src), out=bag, split=args.split,
                   sequence=None if args.format == 'video' else args.sequence)
     return bag
+
+
+def restoration_methods(weights_dir: Path, dataset: str = 'camvid') -> str:
+    """'2:asr,4:asr,...': ASR where its trained weights exist, else SR, else bilinear (said aloud)."""
+    from runespoor_cloud.restore import weight_path
+    out = []
+    for scale in (2, 4, 6, 8):
+        method = next((m for m in ('asr', 'sr') if weight_path(weights_dir, dataset, m, scale).is_file()),
+                      'bilinear')
+        if method != 'asr':
+            print(f'demo: no ASR weights for x{scale} in {weights_dir}; using {method} for it')
+        out.append(f'{scale}:{method}')
+    return ','.join(out)
 
 
 class MonitorThread:
@@ -125,7 +140,7 @@ def wait_ready(mon: MonitorThread, topics: list[str], timeout: float, procs) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from runespoor_common.runner import Runner
+    from runespoor_common.runner import Runner, parse_sets
     from runespoor_edge import bagio
 
     t_start = time.monotonic()
@@ -147,10 +162,14 @@ def run(args: argparse.Namespace) -> int:
     cloud_values = {'device': args.device}
     if args.weights_dir:
         cloud_values['weights_dir'] = args.weights_dir
-    cloud = Runner('cloud', cloud_values, env=env)
-    robot = Runner('robot', {'schedule': sched_text}, env=env)
-    replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env,
-                    param_sets={'bag_player': {'restamp': True}})
+    methods = restoration_methods(Path(args.weights_dir) if args.weights_dir else paths.weights_dir())
+    print(f'demo: restoration per scale: {methods}')
+    sets = parse_sets(args.set)
+    for node, defaults in (('restorer', {'methods': methods}), ('bag_player', {'restamp': True})):
+        sets[node] = {**defaults, **sets.get(node, {})}
+    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets)
+    robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets)
+    replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets)
     recorder = subprocess.Popen(
         [sys.executable, '-m', 'runespoor_common.cli', 'bag', 'record', '--out', str(run_dir / 'recording'),
          '--topics', *RECORD_TOPICS],

@@ -48,8 +48,46 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
-    """Decode JPEG bytes to RGB uint8 (H, W, 3). Raises CodecError for empty, corrupt or truncated data."""
+#: Largest frame side decode_jpeg accepts by default: a corrupt header claiming 20000x20000 would
+#: otherwise make OpenCV allocate ~1.2 GB and spend seconds decoding a 600-byte payload.
+MAX_DECODE_SIDE = 8192
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame (not DHT/JPG/DAC)
+
+
+def jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from the JPEG's start-of-frame header, or None when no SOF segment is found.
+
+    Hand-written (a walk over the marker segments): OpenCV has no header-only read.
+    """
+    i, n = 2, buf.size
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            return None
+        marker = int(buf[i + 1])
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # segments without a length
+            i += 2
+            continue
+        length = (int(buf[i + 2]) << 8) | int(buf[i + 3])
+        if marker in _SOF_MARKERS:
+            if i + 9 > n:
+                return None
+            h = (int(buf[i + 5]) << 8) | int(buf[i + 6])
+            w = (int(buf[i + 7]) << 8) | int(buf[i + 8])
+            return w, h
+        if marker == 0xDA or length < 2:  # scan data before any SOF, or a broken length
+            return None
+        i += 2 + length
+    return None
+
+
+def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray,
+                expected_size: tuple[int, int] | None = None, max_side: int = MAX_DECODE_SIDE) -> np.ndarray:
+    """Decode JPEG bytes to RGB uint8 (H, W, 3). Raises CodecError for empty, corrupt or truncated data,
+    and -- before decoding anything -- for a header size other than `expected_size` (w, h) or larger
+    than `max_side`."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
     if buf.size < 4:
         raise CodecError(f'JPEG payload of {buf.size} bytes is empty or truncated')
@@ -57,7 +95,17 @@ def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray
         raise CodecError('payload is not a JPEG (no SOI marker)')
     if buf[-2] != 0xFF or buf[-1] != 0xD9:
         raise CodecError(f'JPEG of {buf.size} bytes is truncated (no EOI marker)')
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    size = jpeg_size(buf)
+    if size is None:
+        raise CodecError(f'corrupt JPEG of {buf.size} bytes (no frame header)')
+    if expected_size is not None and tuple(size) != tuple(expected_size):
+        raise CodecError(f'JPEG header says {size[0]}x{size[1]}, expected {expected_size[0]}x{expected_size[1]}')
+    if not (0 < size[0] <= max_side and 0 < size[1] <= max_side):
+        raise CodecError(f'JPEG header size {size[0]}x{size[1]} is zero or over {max_side} px a side')
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV asserts on some corrupt headers instead of returning None
+        raise CodecError(f'corrupt JPEG of {buf.size} bytes ({str(exc).strip().splitlines()[-1]})') from None
     if bgr is None:
         raise CodecError(f'corrupt JPEG of {buf.size} bytes')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

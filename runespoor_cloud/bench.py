@@ -225,11 +225,13 @@ class Bench:
             torch.cuda.synchronize()
 
     def reps_for(self, size, heavy=False) -> int:
-        """Fewer repetitions for the slow naive model runs at full resolution."""
+        """Fewer repetitions for the slow runs (naive models, SR at full resolution)."""
+        if not heavy:
+            return self.reps
         big = size[0] * size[1] > 1_000_000
-        if heavy and big:
-            return max(1, self.reps // 3 if not self.quick else 1)
-        return self.reps
+        if self.quick:
+            return 1 if big else min(self.reps, 2)
+        return max(3, self.reps // 3) if big else self.reps
 
     # ---- edge
     def edge(self, size, frames):
@@ -256,18 +258,23 @@ class Bench:
         return rows
 
     # ---- restore
-    def restore(self, size, frames, restorers, fast):
+    def restore(self, size, frames, restorers, fast, chain_method):
         from runespoor_edge.codec import edge_roundtrip
         rows = []
         w, h = size
+        big = w * h > 1_000_000
         for method, (r, notes) in restorers.items():
             for scale in self.args.scales:
+                learned = method != 'bilinear'
+                if self.quick and big and learned and (method != chain_method or scale != 4):
+                    continue  # quick: at 2048x1024 only the chain's method at x4
                 lrs = [edge_roundtrip(f, scale, 75)[0] for f in frames]
                 for impl, obj in (('naive', r), ('optimized', fast[method])):
-                    if self.quick and impl == 'naive' and method != 'bilinear' and w * h > 1_000_000:
+                    if self.quick and big and learned and impl == 'naive':
                         continue
+                    heavy = learned and (impl == 'naive' or big)
                     st = measure(lambda i: obj.restore(lrs[i % len(lrs)], scale, (w, h)),
-                                 self.reps_for(size, heavy=impl == 'naive'), 1, self.sync)
+                                 self.reps_for(size, heavy=heavy), 1, self.sync)
                     rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'impl': impl,
                                  'lr_size': f'{lrs[0].shape[1]}x{lrs[0].shape[0]}',
                                  'weights': notes.get(scale, 'none needed'), **st})
@@ -296,23 +303,25 @@ class Bench:
         return rows
 
     # ---- whole chain
-    def chain(self, size, frames, restorers, seg, configs, options_list):
+    def chain(self, size, frames, restorers, seg, configs, fast, fseg):
         from runespoor_edge.codec import edge_encode
         from .fastpath import CloudChain
         rows = []
         w, h = size
+        big = w * h > 1_000_000
         for method, scale in configs:
             r, notes = restorers[method]
             data = [edge_encode(f, scale, 75) for f in frames]
-            for impl, opts in options_list:
-                if impl == 'naive' and self.quick and w * h > 1_000_000:
+            for impl in ('naive', 'optimized'):
+                if impl == 'naive' and self.quick and big and method != 'bilinear':
                     continue
-                chain = CloudChain(r, seg, opts)
+                chain = CloudChain(r, seg, None) if impl == 'naive' else CloudChain(fast[method], fseg)
+                opts = chain.options
                 stages: list[dict] = []
 
                 def run(i):
                     stages.append(chain(data[i % len(data)], scale, (w, h)).times_ms)
-                st = measure(run, self.reps_for(size, heavy=impl == 'naive'), 1)
+                st = measure(run, self.reps_for(size, heavy=impl == 'naive' or (big and method != 'bilinear')), 1)
                 timed = stages[-st['n']:]
                 stage_med = {k: round(statistics.median(t[k] for t in timed), 3) for k in timed[0]}
                 rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'impl': impl,
@@ -324,15 +333,15 @@ class Bench:
         return rows
 
     # ---- fidelity of the optimized chain
-    def fidelity(self, size, frames, restorers, seg, fast_opts, configs):
+    def fidelity(self, size, frames, restorers, seg, fast_r, fseg, configs):
         from runespoor_edge.codec import edge_encode, edge_roundtrip
-        from .fastpath import TOLERANCE, CloudChain, FastRestorer, compare_outputs, psnr
+        from .fastpath import TOLERANCE, CloudChain, compare_outputs, psnr
         rows = []
         w, h = size
         for method, scale in configs:
             r, notes = restorers[method]
-            naive, fast = CloudChain(r, seg, None), CloudChain(r, seg, fast_opts)
-            fr = fast.restorer if isinstance(fast.restorer, FastRestorer) else None
+            naive, fast = CloudChain(r, seg, None), CloudChain(fast_r[method], fseg)
+            fr = fast_r[method]
             agree, same, psnrs = [], [], []
             for f in frames:
                 data = edge_encode(f, scale, 75)
@@ -428,7 +437,7 @@ class Bench:
             self.log(f'{_sz(size)}: {src}')
             res['edge'] += self.edge(size, frames)
             res['decode'] += self.decode(size, frames)
-            res['restore'] += self.restore(size, frames, restorers, fast)
+            res['restore'] += self.restore(size, frames, restorers, fast, chain_method)
             dataset = 'cityscapes' if (w, h) == (2048, 1024) else 'camvid'
             seg = Segmenter('espnet', dataset=dataset, device=self.device, model_dir=args.model_dir)
             fseg = FastSegmenter(seg, fast_opts)
@@ -441,11 +450,10 @@ class Bench:
             configs = [(chain_method, s) for s in chain_scales]
             if 'bilinear' in restorers:
                 configs += [('bilinear', s) for s in chain_scales]
-            res['chain'] += self.chain(size, frames, restorers, seg, configs,
-                                       [('naive', None), ('optimized', fast_opts)])
-            fid_cfg = [(chain_method, s) for s in chain_scales]
-            res['fidelity'] += self.fidelity(size, frames[:2] if big else frames, restorers, seg, fast_opts,
-                                             fid_cfg)
+            res['chain'] += self.chain(size, frames, restorers, seg, configs, fast, fseg)
+            if not (big and self.quick):
+                res['fidelity'] += self.fidelity(size, frames[:2] if big else frames, restorers, seg, fast, fseg,
+                                                 [(chain_method, s) for s in chain_scales])
             if not self.quick and not args.no_ablation and not big:
                 res['ablation'] += self.ablation(size, frames, restorers, seg,
                                                  [(chain_method, s) for s in chain_scales])

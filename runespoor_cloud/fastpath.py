@@ -505,17 +505,22 @@ class CloudChain:
     """decode -> restore -> segment -> tail on one EncodedFrame payload, naive (options=None) or fast.
 
     ``restorer`` / ``segmenter`` are the plain Restorer / Segmenter; with options they are wrapped by
-    FastRestorer / FastSegmenter. ``timed=True`` synchronizes the device between stages for per-stage
+    FastRestorer / FastSegmenter (or pass a FastRestorer and a FastSegmenter, already built, to share them). ``timed=True`` synchronizes the device between stages for per-stage
     times (costs a little on GPU)."""
 
     def __init__(self, restorer, segmenter, options: FastOptions | None = None,
                  small_region_area: float | None = None, tail_threshold: float | None = None,
                  tail_downsample: int | None = None, timed: bool = True):
         from . import tail as tail_mod
-        self.naive = options is None
-        self.options = None if self.naive else options
-        self.restorer = restorer if self.naive else FastRestorer(restorer, options)
-        self.segmenter = segmenter if self.naive else FastSegmenter(segmenter, options)
+        prebuilt = isinstance(restorer, FastRestorer) and isinstance(segmenter, FastSegmenter)
+        self.naive = options is None and not prebuilt
+        if prebuilt:  # already optimized (reused across chains: no second trace)
+            self.restorer, self.segmenter = restorer, segmenter
+            self.options = segmenter.options
+        else:
+            self.options = None if self.naive else options
+            self.restorer = restorer if self.naive else FastRestorer(restorer, options)
+            self.segmenter = segmenter if self.naive else FastSegmenter(segmenter, options)
         self.device = torch.device(segmenter.device)
         self._analyze = tail_mod.analyze
         self.tail_kwargs = {

@@ -8,6 +8,7 @@ Bad frames are rejected with a throttled, specific log line and a diagnostics co
 """
 from __future__ import annotations
 
+import math
 import time
 
 from rclpy.node import Node
@@ -22,6 +23,7 @@ from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS
 #: Only the newest uplink frame matters: a deeper queue would only add latency.
 UPLINK_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 MAX_SOURCE_SIDE = 8192
+REJECT_LOG_PERIOD_S = 2.0  # one log line per rejection kind per period
 
 
 def parse_methods(text: str) -> dict[int, str]:
@@ -83,32 +85,38 @@ class RestorerNode(Node):
         self.sink = None  # single-process mode: callable(rgb, header, info_msg) instead of DDS
         self.session = None
         self.last_seq = None
+        self._last_log: dict[str, float] = {}
+        self.edge_restarts = 0
         self.pub = self.create_publisher(Image, 'runespoor/restored', IMAGE_QOS)
         self.info_pub = self.create_publisher(EncodedFrame, 'runespoor/frame_info', RELIABLE_QOS)
         self.create_subscription(EncodedFrame, 'runespoor/uplink', self.on_frame, UPLINK_IN_QOS)
         attach(self, self.stats)
 
     def _reject(self, kind: str, text: str) -> None:
+        # throttled per kind (rclpy's throttle is per call site: one fault would hide every other kind)
         self.stats.error(kind)
-        self.get_logger().warning(f'rejected frame: {text}', throttle_duration_sec=2.0)
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -math.inf) >= REJECT_LOG_PERIOD_S:
+            self._last_log[kind] = now
+            self.get_logger().warning(f'rejected frame ({kind}, {self.stats.errors[kind]} so far): {text}')
 
-    def check(self, msg: EncodedFrame) -> str | None:
-        """None when the frame's metadata is usable, else why not."""
+    def check(self, msg: EncodedFrame) -> tuple[str, str] | None:
+        """None when the frame's metadata is usable, else (counter kind, why not)."""
         from runespoor_edge.codec import VALID_SCALES
         fmt = msg.image.format.lower()
         if 'jpeg' not in fmt and 'jpg' not in fmt:
-            return f'format {msg.image.format!r} is not JPEG'
+            return 'format', f'format {msg.image.format!r} is not JPEG'
         if msg.knobs.scale not in VALID_SCALES:
-            return f'scale {msg.knobs.scale} is not one of {list(VALID_SCALES)}'
+            return 'scale', f'scale {msg.knobs.scale} is not one of {list(VALID_SCALES)}'
         if msg.knobs.scale != 1 and msg.knobs.scale not in self.restorer.methods:
-            return f'no restoration model configured for x{msg.knobs.scale}'
+            return 'no_model', f'no restoration model configured for x{msg.knobs.scale}'
         w, h = msg.source_width, msg.source_height
         if not (0 < w <= MAX_SOURCE_SIDE and 0 < h <= MAX_SOURCE_SIDE):
-            return f'source size {w}x{h} is zero or absurd'
+            return 'source_size', f'source size {w}x{h} is zero or absurd (max {MAX_SOURCE_SIDE} a side)'
         if w // msg.knobs.scale < 1 or h // msg.knobs.scale < 1:
-            return f'source size {w}x{h} too small for x{msg.knobs.scale}'
+            return 'source_size', f'source size {w}x{h} too small for x{msg.knobs.scale}'
         if len(msg.image.data) == 0:
-            return 'empty JPEG payload'
+            return 'empty', 'empty JPEG payload'
         return None
 
     def on_frame(self, msg: EncodedFrame) -> None:
@@ -119,16 +127,20 @@ class RestorerNode(Node):
                                          (self.last_seq is not None and msg.seq < self.last_seq)):
             self.get_logger().info(f'edge restarted (session {self.session} -> {msg.session_id}, '
                                    f'seq {self.last_seq} -> {msg.seq}); carrying on')
+            self.edge_restarts += 1
+            self.stats.values['edge_restarts'] = str(self.edge_restarts)
         self.session, self.last_seq = msg.session_id, msg.seq
         reason = self.check(msg)
         if reason:
-            return self._reject('metadata', reason)
-        try:
-            lr = decode_jpeg(bytes(msg.image.data))
-        except CodecError as exc:
-            return self._reject('jpeg', str(exc))
+            return self._reject(*reason)
         scale = msg.knobs.scale
         w, h = msg.source_width, msg.source_height
+        try:
+            # the header size is checked before decoding: a corrupt header must not cost GBs
+            lr = decode_jpeg(bytes(msg.image.data), expected_size=(w // scale, h // scale))
+        except CodecError as exc:
+            kind = 'size' if 'expected' in str(exc) else 'jpeg'
+            return self._reject(kind, f'{exc} (source {w}x{h} at x{scale})' if kind == 'size' else str(exc))
         if lr.shape[1] != w // scale or lr.shape[0] != h // scale:
             return self._reject('size', f'JPEG is {lr.shape[1]}x{lr.shape[0]} but source {w}x{h} at x{scale} '
                                         f'gives {w // scale}x{h // scale}')

@@ -463,8 +463,12 @@ def open_reader(bag: str | os.PathLike):
     bag = Path(bag)
     if not (bag / 'metadata.yaml').is_file():
         raise BagError(f'{bag} is not a rosbag2 folder (no metadata.yaml)')
-    reader = Reader(bag)
-    reader.open()
+    from rosbags.rosbag2 import ReaderError
+    try:
+        reader = Reader(bag)
+        reader.open()
+    except ReaderError as exc:  # truncated / corrupt storage file, malformed metadata.yaml
+        raise BagError(f'{bag}: corrupt or truncated bag ({exc})') from None
     return reader
 
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass, replace
 
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 
+#: no camera runs faster; a larger value is a corrupt or misconfigured KnobConfig [frames/s]
+MAX_FRAME_RATE = 1000.0
+
 
 class KnobError(ValueError):
     """A knob configuration that the edge refuses (the message says which knob and why)."""
@@ -83,6 +86,7 @@ def validate_knobs(scale, jpeg_quality, frame_rate) -> list[str]:
     if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not lo <= jpeg_quality <= hi:
         problems.append(f'jpeg_quality must be an integer in [{lo}, {hi}], got {jpeg_quality!r}')
     if (isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float))
-            or not math.isfinite(frame_rate) or frame_rate < 0):
-        problems.append(f'frame_rate must be a finite number >= 0 (0 = every frame), got {frame_rate!r}')
+            or not math.isfinite(frame_rate) or not 0 <= frame_rate <= MAX_FRAME_RATE):
+        problems.append(f'frame_rate must be a finite number in [0, {MAX_FRAME_RATE:g}] (0 = every frame), '
+                        f'got {frame_rate!r}')
     return problems

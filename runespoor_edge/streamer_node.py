@@ -117,6 +117,10 @@ class EdgeStreamer(Node):
         self.create_timer(float(p['poll_period_s']), self._on_poll)
         self.create_timer(float(p['stats_period_s']), self._on_stats)
         self.frames_in = 0
+        # rejection counters (rejected_camera_encoding, rejected_knobs, ...) on /diagnostics
+        from runespoor_cloud.diagnostics import NodeStats, attach
+        self.stats = NodeStats()
+        attach(self, self.stats)
         link_text = (f'schedule {p["schedule"]} kbit/s' if p['schedule'] else
                      f'{p["bandwidth_kbps"]:g} kbit/s' if p['bandwidth_kbps'] else 'unlimited')
         self.get_logger().info(f'edge streamer up: knobs {self.streamer.knobs.describe()}, link {link_text}, '
@@ -129,13 +133,17 @@ class EdgeStreamer(Node):
         try:
             rgb = image_to_rgb(msg)
         except ImageEncodingError as exc:
-            self.get_logger().error(f'camera frame rejected: {exc}', throttle_duration_sec=5.0)
+            self.stats.error('camera_encoding')
+            self.get_logger().error(f'camera frame rejected ({self.stats.errors["camera_encoding"]} so far): {exc}',
+                                    throttle_duration_sec=5.0)
             return
+        self.stats.frame()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if stamp == 0.0:  # an unstamped camera: use the arrival time for the frame-rate knob
             stamp = time.monotonic()
         res = self.streamer.on_frame(rgb, stamp, meta=msg.header)
         if res.error:
+            self.stats.error('encode')
             self.get_logger().error(f'frame not encoded: {res.error}', throttle_duration_sec=5.0)
         self._publish(res)
 
@@ -144,9 +152,11 @@ class EdgeStreamer(Node):
             knobs = KnobSettings.from_msg(msg)
             self.streamer.set_knobs(knobs)
         except KnobError as exc:
-            self.get_logger().error(f'KnobConfig {msg.config_id!r} rejected, keeping '
-                                    f'{self.streamer.knobs.describe()}: {exc}')
+            self.stats.error('knobs')
+            self.get_logger().error(f'KnobConfig {msg.config_id!r} rejected ({self.stats.errors["knobs"]} so far), '
+                                    f'keeping {self.streamer.knobs.describe()}: {exc}', throttle_duration_sec=2.0)
             return
+        self.stats.values['safe_mode'] = 'false'
         self.get_logger().info(f'knobs -> {knobs.describe()} ({knobs.reason or "no reason given"})')
         self._mirror_params(knobs)
 
@@ -189,6 +199,7 @@ class EdgeStreamer(Node):
         if safe is not None:
             self.get_logger().warning(f'no KnobConfig for {self.streamer.knob_timeout_s:g} s: safe knobs '
                                       f'{safe.describe()}')
+            self.stats.values['safe_mode'] = 'true'
         if self.streamer.link.queue_length:
             self._publish(self.streamer.poll())
 

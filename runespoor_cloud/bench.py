@@ -231,7 +231,7 @@ class Bench:
         big = size[0] * size[1] > 1_000_000
         if self.quick:
             return 1 if big else min(self.reps, 2)
-        return max(3, self.reps // 3) if big else self.reps
+        return 3 if big else self.reps
 
     # ---- edge
     def edge(self, size, frames):
@@ -370,9 +370,9 @@ class Bench:
         rows = []
         w, h = size
         steps = list(ABLATION)
-        if self.args.try_compile:
-            from dataclasses import replace
-            steps.append(('graph=compile (instead of jit)', replace(ABLATION[-1][1], graph='compile')))
+        if not self.args.no_compile:
+            from .fastpath import COMPILED
+            steps.append(('+inductor_compiled_segmentation', COMPILED))
         for method, scale in configs:
             r, _ = restorers[method]
             data = [edge_encode(f, scale, 75) for f in frames]
@@ -647,7 +647,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--exact', action='store_true', help='optimized chain in fp32 only (no reduced precision)')
     p.add_argument('--no-ros', action='store_true', help='skip the transport and control measurements')
     p.add_argument('--no-ablation', action='store_true', help='skip the per-optimization ablation')
-    p.add_argument('--try-compile', action='store_true', help='add a torch.compile step to the ablation')
+    p.add_argument('--no-compile', action='store_true',
+                   help='leave the torch.compile (inductor) step out of the full run\'s ablation')
     p.add_argument('--data-root', default=None, help='data sets folder (default $RUNESPOOR_DATA or ../shared/data)')
     p.add_argument('--model-dir', default=None, help='third-party weights (default $RUNESPOOR_MODELS or ../shared/models)')
     p.add_argument('--weights-dir', default=None, help="the project's trained SR/ASR weights (default models/)")
@@ -691,6 +692,7 @@ def run(args: argparse.Namespace) -> int:
     fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
     with os.fdopen(fd, 'w') as fh:
         json.dump(res, fh, indent=1, default=str)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
     if not args.silent:
         print(render_markdown(res), end='')

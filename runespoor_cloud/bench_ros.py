@@ -265,7 +265,8 @@ def control(args, log=print) -> dict:
         procs.append(_spawn([sys.executable, '-m', 'runespoor_edge.streamer_node', '--ros-args',
                              '-p', 'bandwidth_kbps:=0.0', '-p', 'scale:=4', '-p', 'jpeg_quality:=90'], env))
         procs.append(_spawn([sys.executable, '-m', 'runespoor_cloud.controller_node', '--ros-args',
-                             '-p', f'profile:={profile}', '-p', f'return_after:={return_after}'], env))
+                             '-p', f'profile:={profile}', '-p', f'return_after:={return_after}',
+                             '-p', 'bandwidth_source:=parameter', '-p', 'bandwidth_kbps:=1000000.0'], env))
         from runespoor.msg import EncodedFrame, KnobConfig, TailReport
         from sensor_msgs.msg import Image
 

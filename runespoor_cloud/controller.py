@@ -92,7 +92,10 @@ def parse_profile(doc, path: str = '<profile>') -> Profile:
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
                 raise ValueError(f'levels[{i}] must be a mapping')
-            kbps = float(item.get('bandwidth_kbps', float('nan')))
+            try:
+                kbps = float(item.get('bandwidth_kbps', float('nan')))
+            except (TypeError, ValueError):
+                kbps = float('nan')
             if not math.isfinite(kbps) or kbps <= 0:
                 raise ValueError(f'levels[{i}].bandwidth_kbps must be a positive number')
             levels.append(Level(kbps, _config(item.get('standard'), f'levels[{i}].standard', frame_rate),
@@ -104,7 +107,7 @@ def parse_profile(doc, path: str = '<profile>') -> Profile:
         if not isinstance(td, dict):
             raise ValueError('tail_detector must be a mapping')
         return Profile(str(doc.get('dataset', '')), frame_rate, levels, dict(td), str(path))
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong kind (null, list, ...)
         raise ProfileError(f'profile {path}: {exc}') from None
 
 

@@ -11,7 +11,7 @@ from rclpy.node import Node
 
 from runespoor.msg import KnobConfig, LinkStats, TailReport
 from runespoor_cloud.controller import CacController, Decision, load_profile
-from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.params import Param, in_range, one_of
 from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS
 

@@ -10,11 +10,11 @@ optimizations, each switchable so ``runespoor bench`` can measure what it buys:
   classifier + ``br``, the two halves of the decoder's ``BR`` that follow pure convolutions, and the
   transposed conv + BN of ``up_l2``. Exact up to float rounding (tested to 1e-4 of the logits' range).
 - ``channels_last``: NHWC tensors for oneDNN convolutions (a decoded HxWx3 frame *is* NHWC, so the frame
-  reaches the model with one uint8 -> float pass and no transpose).
-- ``graph``: ``'jit'`` = TorchScript trace + freeze on CPU (weights pre-packed once instead of re-ordered
-  on every call), ``'compile'`` = ``torch.compile`` (inductor; slow to start, did not win on the 2-core
-  test machine, see docs/performance.md), ``'cudagraph'`` = CUDA graph replay per input shape (GPU only),
-  ``'none'`` = eager.
+  reaches the model with one uint8 -> float pass and no transpose), with an NHWC pixel shuffle for SR.
+- ``graph`` (``seg_graph`` for the segmentation model when different): ``'jit'`` = TorchScript trace +
+  freeze on CPU (constants folded, weights prepared once), ``'compile'`` = ``torch.compile`` with inductor
+  freezing (fuses ESPNet's BN/PReLU/add/concat chains; no gain for CARN-M; tens of seconds to compile each
+  input size, cached on disk), ``'cudagraph'`` = CUDA graph replay per input shape (GPU only), ``'none'``.
 - ``sr_precision`` / ``seg_precision``: ``fp32``, ``bf16`` (CPU with native AVX512-BF16/AMX only),
   ``fp16`` (CUDA) or ``auto`` (SR: bf16 on such CPUs, fp16 on CUDA, else fp32; segmentation: fp16 on CUDA,
   fp32 on CPU, where bf16 buys little for ESPNet's memory-bound layers and would flip labels).
@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
@@ -115,10 +116,13 @@ class FastOptions:
     graph: str = 'jit'
     sr_precision: str = 'auto'
     seg_precision: str = 'auto'
+    seg_graph: str = ''          # '' = same as graph (e.g. 'compile' for the segmentation model only)
 
     def __post_init__(self):
-        if self.graph not in GRAPHS:
-            raise FastPathError(f'graph must be one of {GRAPHS}, got {self.graph!r}')
+        for name in ('graph', 'seg_graph'):
+            g = getattr(self, name)
+            if g not in GRAPHS and not (name == 'seg_graph' and g == ''):
+                raise FastPathError(f'{name} must be one of {GRAPHS}, got {g!r}')
         for name in ('sr_precision', 'seg_precision'):
             if getattr(self, name) not in PRECISIONS:
                 raise FastPathError(f'{name} must be one of {PRECISIONS}, got {getattr(self, name)!r}')
@@ -137,18 +141,22 @@ class FastOptions:
                 raise FastPathError('fp16 inference is for CUDA devices; use fp32 or bf16 on CPU')
             return p
 
-        graph = self.graph
-        if graph == 'cudagraph' and not cuda:
-            raise FastPathError('graph="cudagraph" needs a CUDA device')
-        if graph == 'jit' and cuda:
-            graph = 'cudagraph'  # TorchScript freezing targets oneDNN; on GPU, replay CUDA graphs instead
-        return replace(self, graph=graph,
+        def settle(graph: str) -> str:
+            if graph == 'cudagraph' and not cuda:
+                raise FastPathError('graph="cudagraph" needs a CUDA device')
+            if graph == 'jit' and cuda:
+                return 'cudagraph'  # TorchScript freezing targets oneDNN; on GPU, replay CUDA graphs instead
+            return graph
+
+        return replace(self, graph=settle(self.graph), seg_graph=settle(self.seg_graph or self.graph),
                        sr_precision=pick(self.sr_precision, 'bf16' if cpu_has_native_bf16() else 'fp32'),
                        seg_precision=pick(self.seg_precision, 'fp32'))
 
     def describe(self) -> str:
         parts = [k for k in ('inference_mode', 'fold_bn', 'channels_last') if getattr(self, k)]
-        return '+'.join(parts + [f'graph={self.graph}', f'sr={self.sr_precision}', f'seg={self.seg_precision}'])
+        graphs = [f'graph={self.graph}'] + ([f'seg_graph={self.seg_graph}']
+                                             if self.seg_graph and self.seg_graph != self.graph else [])
+        return '+'.join(parts + graphs + [f'sr={self.sr_precision}', f'seg={self.seg_precision}'])
 
 
 #: Eager fp32 NCHW under no_grad, no folding: what the plain classes do.
@@ -158,6 +166,10 @@ NAIVE = FastOptions(inference_mode=False, fold_bn=False, channels_last=False, gr
 EXACT = FastOptions(sr_precision='fp32', seg_precision='fp32')
 #: The default fast chain (reduced-precision SR where the hardware runs it natively).
 OPTIMIZED = FastOptions()
+
+#: OPTIMIZED with the segmentation model compiled by inductor (weights frozen): faster ESPNet, but the
+#: first frame of each input size takes tens of seconds to compile (cached on disk afterwards).
+COMPILED = replace(OPTIMIZED, seg_graph='compile')
 
 #: The cumulative steps the benchmark measures ("what each optimization bought"), in order.
 ABLATION: tuple[tuple[str, FastOptions], ...] = (
@@ -249,6 +261,34 @@ def fold_bn_generic(model: nn.Module) -> nn.Module:
     return m
 
 
+# --------------------------------------------------------------------------- channels-last pixel shuffle
+class ChannelsLastPixelShuffle(nn.Module):
+    """nn.PixelShuffle for NHWC tensors as one permuting copy whose inner run is the `c` output channels
+    (torch's kernel is slower on channels-last bf16 input: 14 vs 9 ms for 256x180x240). Exact (a copy)."""
+
+    def __init__(self, upscale_factor: int):
+        super().__init__()
+        self.r = int(upscale_factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, ch, h, w = x.shape
+        r = self.r
+        c = ch // (r * r)
+        y = x.permute(0, 2, 3, 1).reshape(n, h, w, c, r, r).permute(0, 1, 4, 2, 5, 3).reshape(n, h * r, w * r, c)
+        return y.permute(0, 3, 1, 2)
+
+
+def use_channels_last_pixel_shuffle(model: nn.Module) -> int:
+    """Replace every nn.PixelShuffle in `model` (in place) by ChannelsLastPixelShuffle; returns how many."""
+    n = 0
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, nn.PixelShuffle):
+                setattr(mod, name, ChannelsLastPixelShuffle(child.upscale_factor))
+                n += 1
+    return n
+
+
 # --------------------------------------------------------------------------- model runners
 class _CudaGraphRunner:
     """Replays a CUDA graph of `module` per input shape (static input/output buffers). Written for GPU
@@ -294,8 +334,9 @@ class ModelRunner:
     caller already prepared it). Output: the model's output in the run dtype."""
 
     def __init__(self, model: nn.Module, opts: FastOptions, device: str | torch.device, precision: str,
-                 fold: Callable[[nn.Module], nn.Module] | None = None):
+                 fold: Callable[[nn.Module], nn.Module] | None = None, graph: str | None = None):
         self.opts = opts
+        self.graph = graph or opts.graph
         self.device = torch.device(device)
         self.dtype = DTYPES[precision]
         self.memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
@@ -304,7 +345,11 @@ class ModelRunner:
         for p in m.parameters():
             p.requires_grad_(False)
         m = m.to(memory_format=self.memory_format).to(self.dtype)
+        if opts.channels_last:
+            use_channels_last_pixel_shuffle(m)  # m is this runner's own copy
         self.module = m
+        if self.device.type == 'cuda':
+            torch.backends.cudnn.benchmark = True  # fixed frame sizes: let cuDNN pick the fastest kernels
         self._fn: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.graph_note = ''
 
@@ -312,7 +357,7 @@ class ModelRunner:
         return x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     def _build(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        g = self.opts.graph
+        g = self.graph
         if g == 'jit':
             try:
                 with torch.no_grad():
@@ -326,7 +371,11 @@ class ModelRunner:
                 log.warning('TorchScript freeze failed, running eagerly: %s', exc)
                 return self.module
         if g == 'compile':
-            return torch.compile(self.module, dynamic=False)
+            # freezing: weights become constants, so inductor pre-packs them and fuses conv + pointwise ops
+            fn = torch.compile(self.module, dynamic=False, options={'freezing': True})
+            with torch.no_grad():
+                fn(x)  # compiles now, not on the first real frame
+            return fn
         if g == 'cudagraph':
             return _CudaGraphRunner(self.module)
         return self.module
@@ -352,7 +401,8 @@ class FastSegmenter:
         self.num_classes = seg.num_classes
         self.info = seg.info
         fold = fold_espnet_bn if getattr(seg, 'arch', '') == 'espnet' else fold_bn_generic
-        self.runner = ModelRunner(seg.model, self.options, self.device, self.options.seg_precision, fold)
+        self.runner = ModelRunner(seg.model, self.options, self.device, self.options.seg_precision, fold,
+                                  graph=self.options.seg_graph)
         mean = torch.tensor(seg.info.mean_bgr, dtype=torch.float32)
         std = torch.tensor(seg.info.std_bgr, dtype=torch.float32)
         w = torch.zeros(3, 3, 1, 1)
@@ -361,6 +411,12 @@ class FastSegmenter:
         self._norm_w = w.to(self.device, self.runner.dtype)
         self._norm_b = (-mean / (std * 255.0)).to(self.device, self.runner.dtype)
         self._frame_buf: torch.Tensor | None = None
+        self._lock = threading.RLock()  # the reused buffers: one frame at a time (multi-threaded executors)
+
+    def __getattr__(self, name):  # drop-in for Segmenter: arch, weights, info, model, ... of the original
+        if name == 'seg':
+            raise AttributeError(name)
+        return getattr(self.seg, name)
 
     def normalize255(self, x255: torch.Tensor) -> torch.Tensor:
         """RGB 0..255 Bx3xHxW (any float dtype) -> the model's normalized BGR input (run dtype/layout)."""
@@ -401,7 +457,7 @@ class FastSegmenter:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f'predict expects an RGB uint8 HxWx3 array, got '
                              f'{getattr(rgb, "dtype", type(rgb))} {getattr(rgb, "shape", "")}')
-        with _grad_ctx(self.options):
+        with self._lock, _grad_ctx(self.options):
             return self.labels255(self.frame_tensor(rgb))[0].cpu().numpy()
 
 
@@ -422,6 +478,12 @@ class FastRestorer:
                         for s, m in restorer.models.items()}
         self.memory_format = torch.channels_last if self.options.channels_last else torch.contiguous_format
         self._in_bufs: dict[int, torch.Tensor] = {}
+        self._lock = threading.RLock()  # the reused buffers: one frame at a time (multi-threaded executors)
+
+    def __getattr__(self, name):  # drop-in for Restorer: methods, models, files, dataset, ... of the original
+        if name == 'restorer':
+            raise AttributeError(name)
+        return getattr(self.restorer, name)
 
     def method(self, scale: int) -> str:
         return self.restorer.method(scale)
@@ -451,7 +513,7 @@ class FastRestorer:
             rgb = lr_rgb if lr_rgb.shape[:2] == (H, W) else \
                 cv2.resize(lr_rgb, (W, H), interpolation=cv2.INTER_LINEAR)
             return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).to(self.device)
-        with _grad_ctx(self.options):
+        with self._lock, _grad_ctx(self.options):
             out = self.runners[scale](self.lr_tensor(lr_rgb, scale))
             if tuple(out.shape[-2:]) != (H, W):
                 out = F.interpolate(out.float(), size=(H, W), mode='bilinear', align_corners=False)
@@ -575,7 +637,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float('inf') if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
 
 
-__all__ = ['FastOptions', 'NAIVE', 'EXACT', 'OPTIMIZED', 'ABLATION', 'TOLERANCE', 'FastPathError',
+__all__ = ['FastOptions', 'NAIVE', 'EXACT', 'OPTIMIZED', 'COMPILED', 'ABLATION', 'TOLERANCE', 'FastPathError',
            'fold_conv_bn', 'fold_espnet_bn', 'fold_bn_generic', 'ModelRunner', 'FastSegmenter', 'FastRestorer',
            'optimize_segmenter', 'optimize_restorer', 'CloudChain', 'ChainResult', 'decode_rgb',
            'compare_outputs', 'psnr', 'configure_threads', 'cpu_has_native_bf16', 'available_cores']

@@ -30,7 +30,7 @@ from runespoor_common import paths
 
 DEFAULT_SCALES = (1, 2, 4, 6, 8)
 DEFAULT_QUALITIES = (40, 50, 60, 70, 80, 90)
-DEFAULT_LEVELS_KBPS = (50, 100, 200, 400, 800, 1600, 3200)
+DEFAULT_LEVELS_KBPS = (50, 100, 150, 250, 400, 700, 1200, 2000)
 
 
 @dataclass(frozen=True)

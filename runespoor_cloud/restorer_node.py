@@ -16,7 +16,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame
-from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.params import Param, in_range, one_of
 from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS
 

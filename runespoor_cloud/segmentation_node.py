@@ -11,7 +11,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from runespoor.msg import ClassMap
-from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.diagnostics import NodeStats, attach
+from runespoor_cloud.overlay import blend_overlay, palette_lut
 from runespoor_common.params import Param, in_range, one_of
 from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS
 
@@ -31,16 +32,6 @@ PARAMS = [
 ]
 
 
-def blend_overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
-    """Palette colours blended over the frame (ignore label left as the frame)."""
-    import cv2
-    colour = palette[labels]
-    out = cv2.addWeighted(rgb, 1.0 - alpha, colour, alpha, 0.0)
-    ignore = labels == 255
-    out[ignore] = rgb[ignore]
-    return out
-
-
 class SegmentationNode(Node):
     def __init__(self, direct: bool = False, **kwargs):
         """`direct`: frames arrive by calls to process() (single-process cloud), no subscription."""
@@ -52,8 +43,7 @@ class SegmentationNode(Node):
         self.seg = Segmenter(arch=self.p['arch'], weights=self.p['weights'] or None, dataset=self.p['dataset'],
                              device=self.p['device'], threads=self.p['threads'] or None)
         info = self.seg.info
-        self.palette = np.zeros((256, 3), np.uint8)
-        self.palette[:info.num_classes] = np.asarray(info.palette, np.uint8)
+        self.palette = palette_lut(info.palette, info.ignore_label)
         self.get_logger().info(f'{self.p["arch"]} ({info.name}, {info.num_classes} classes) from '
                                f'{self.seg.weights} on {self.p["device"]} in {time.monotonic() - t0:.1f} s')
         self.stats = NodeStats()

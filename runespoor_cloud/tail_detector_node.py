@@ -10,7 +10,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame, TailReport
-from runespoor_cloud.diagnostics import NodeStats, attach
+from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_cloud.tail import DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, analyze
 from runespoor_common.params import Param, in_range
 from runespoor_common.qos import RELIABLE_QOS

@@ -145,6 +145,13 @@ class Streamer:
             self.in_safe_mode = False
         return knobs
 
+    def controller_seen(self, now: float | None = None) -> None:
+        """The controller is still there (its knobs publisher is discovered): restart the knob timeout.
+
+        A live controller publishes only on changes, so silence alone does not mean it is gone."""
+        if self._last_knobs_time is not None and not self.in_safe_mode:
+            self._last_knobs_time = self._now(now)
+
     def check_knob_timeout(self, now: float | None = None) -> Optional[KnobSettings]:
         """Fall back to the safe knobs when the controller has been silent for knob_timeout_s (0 = never).
 

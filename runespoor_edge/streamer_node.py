@@ -73,8 +73,9 @@ PARAMS = [
     Param('max_queue', 3, 'frames that may wait behind the one on the wire (policy delay); when full the '
           'oldest waiting frame is dropped [frames]', _int_at_least(0)),
     Param('max_queue_delay_s', 1.0, 'waiting frames older than this are dropped [s]', _positive),
-    Param('knob_timeout_s', 0.0, 'fall back to the safe knobs when no KnobConfig arrived for this long after '
-          'the last one; 0 = never [s]', _finite_nonneg),
+    Param('knob_timeout_s', 0.0, 'fall back to the safe knobs when, after a first KnobConfig, none arrived '
+          'and no runespoor/knobs publisher (controller) was present for this long; 0 = never [s]',
+          _finite_nonneg),
     Param('safe_scale', 4, 'safe-config scale (used after a knob timeout)', one_of(*VALID_SCALES)),
     Param('safe_jpeg_quality', 50, 'safe-config JPEG quality', in_range(*QUALITY_RANGE)),
     Param('safe_frame_rate', 0.0, 'safe-config frame rate; 0 = every frame [frames/s]', _finite_nonneg),
@@ -113,12 +114,13 @@ class EdgeStreamer(Node):
         self.pub = self.create_publisher(EncodedFrame, 'runespoor/uplink', SENSOR_QOS)
         self.stats_pub = self.create_publisher(LinkStats, 'runespoor/link_stats', RELIABLE_QOS)
         self.create_subscription(Image, 'camera/image_raw', self._on_image, SENSOR_QOS)
-        self.create_subscription(KnobConfig, 'runespoor/knobs', self._on_knobs, LATCHED_QOS)
+        knob_sub = self.create_subscription(KnobConfig, 'runespoor/knobs', self._on_knobs, LATCHED_QOS)
+        self._knobs_topic, self._presence_checked = knob_sub.topic_name, 0.0
         self.create_timer(float(p['poll_period_s']), self._on_poll)
         self.create_timer(float(p['stats_period_s']), self._on_stats)
         self.frames_in = 0
         # rejection counters (rejected_camera_encoding, rejected_knobs, ...) on /diagnostics
-        from runespoor_cloud.diagnostics import NodeStats, attach
+        from runespoor_common.diagnostics import NodeStats, attach
         self.stats = NodeStats()
         attach(self, self.stats)
         link_text = (f'schedule {p["schedule"]} kbit/s' if p['schedule'] else
@@ -195,6 +197,11 @@ class EdgeStreamer(Node):
 
     # ------------------------------------------------------------------ outputs
     def _on_poll(self):
+        now = time.monotonic()
+        if self.streamer.knob_timeout_s > 0 and now - self._presence_checked >= 0.5:
+            self._presence_checked = now
+            if self.count_publishers(self._knobs_topic) > 0:  # the controller is alive, just quiet
+                self.streamer.controller_seen()
         safe = self.streamer.check_knob_timeout()
         if safe is not None:
             self.get_logger().warning(f'no KnobConfig for {self.streamer.knob_timeout_s:g} s: safe knobs '

@@ -153,3 +153,19 @@ def test_options_are_validated():
     assert (cuda.sr_precision, cuda.seg_precision, cuda.graph) == ('fp16', 'fp16', 'cudagraph')
     with pytest.raises(fp.FastPathError):
         fp.configure_threads(-1)
+
+
+@pytest.mark.parametrize('r', [2, 3])
+def test_channels_last_pixel_shuffle_is_exact(r):
+    x = torch.randn(1, 4 * r * r, 5, 7).contiguous(memory_format=torch.channels_last)
+    out = fp.ChannelsLastPixelShuffle(r)(x)
+    assert torch.equal(out, torch.pixel_shuffle(x, r))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    m = nn.Sequential(nn.Conv2d(3, 4 * r * r, 1), nn.PixelShuffle(r))
+    assert fp.use_channels_last_pixel_shuffle(m) == 1 and isinstance(m[1], fp.ChannelsLastPixelShuffle)
+
+
+def test_fast_wrappers_are_drop_in(restorer, segmenter):
+    fr, fs = fp.optimize_restorer(restorer), fp.optimize_segmenter(segmenter)
+    assert fr.methods == restorer.methods and fr.method(4) == 'asr'
+    assert fs.info is segmenter.info and fs.weights == segmenter.weights and fs.num_classes == 11

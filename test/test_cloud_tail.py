@@ -54,3 +54,75 @@ def test_uniform_frame_is_tail_and_bad_input_is_rejected():
         analyze(_map(), small_region_area=0.0)
     with pytest.raises(ValueError):
         analyze(_map(), downsample=0)
+
+
+def _reference(lab, small_region_area, ignore=255):
+    """Brute-force flood fill (8-connectivity per class): (small area, n small, n regions)."""
+    h, w = lab.shape
+    seen = np.zeros(lab.shape, bool)
+    small_area = n_small = n_all = 0
+    for i in range(h):
+        for j in range(w):
+            if seen[i, j] or lab[i, j] == ignore:
+                continue
+            stack, area, c = [(i, j)], 0, lab[i, j]
+            seen[i, j] = True
+            while stack:
+                y, x = stack.pop()
+                area += 1
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        v, u = y + dy, x + dx
+                        if 0 <= v < h and 0 <= u < w and not seen[v, u] and lab[v, u] == c:
+                            seen[v, u] = True
+                            stack.append((v, u))
+            n_all += 1
+            if area / lab.size < small_region_area:
+                small_area, n_small = small_area + area, n_small + 1
+    return small_area, n_small, n_all
+
+
+def test_matches_brute_force_flood_fill_on_random_maps():
+    rng = np.random.default_rng(4)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        k = int(rng.integers(1, 6))
+        coarse = rng.integers(0, k, (max(1, h // 4), max(1, w // 4)), dtype=np.uint8)
+        lab = coarse.repeat(4, 0).repeat(4, 1)[:h, :w] if trial % 2 else rng.integers(0, k, (h, w), np.uint8)
+        lab = np.pad(lab, ((0, h - lab.shape[0]), (0, w - lab.shape[1])), mode='edge')
+        lab[rng.random((h, w)) < 0.1] = 255
+        lab[rng.random((h, w)) < 0.05] = 200        # a rare class: all its regions are small
+        for sra in (0.005, 0.05, 0.3):
+            small_area, n_small, n_all = _reference(lab, sra)
+            r = analyze(lab, sra, 0.5, downsample=1)
+            assert (r.num_small_regions, r.num_regions) == (n_small, n_all)
+            assert r.small_region_ratio == small_area / lab.size
+            assert small_region_mask(lab, sra).sum() == small_area
+
+
+def test_cost_per_camvid_frame_well_under_a_millisecond(shared_dir):
+    """CPU time (robust to other load on the machine) per 480x360 label map at the default downsample."""
+    import time
+    import cv2
+    files = sorted((shared_dir / 'data/camvid/valannot').glob('*.png'))[:30]
+    maps = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+    maps = [np.where(m == 11, 255, m).astype(np.uint8) for m in maps]
+    assert len(maps) == 30 and maps[0].shape == (360, 480)
+    per_frame = []
+    for _ in range(3):
+        t0 = time.process_time()
+        results = [analyze(m) for m in maps]
+        per_frame.append((time.process_time() - t0) / len(maps) * 1000)
+    assert min(per_frame) < 1.0, per_frame
+    assert all(r.num_regions > r.num_small_regions > 0 and 0 < r.small_region_ratio < 0.2 for r in results)
+
+
+def test_non_uint8_maps():
+    lab = _map().astype(np.int32)
+    a, b = analyze(lab, 0.01, 0.01, 1), analyze(_map(), 0.01, 0.01, 1)
+    assert (a.small_region_ratio, a.num_small_regions, a.num_regions) == \
+        (b.small_region_ratio, b.num_small_regions, b.num_regions)
+    with pytest.raises(ValueError, match='0..255'):
+        analyze(lab + 300)
+    with pytest.raises(ValueError, match='integer'):
+        analyze(_map().astype(np.float32))

@@ -155,6 +155,12 @@ def test_profile_tiny(tmp_path):
     # 5000 kbit/s at 10 frames/s = 62.5 kB: the full-resolution frame fits and wins on the non-tail frames
     assert doc['levels'][1]['standard']['scale'] == 1
     assert not math.isnan(p['val_detection'][0]['recall'])
+    # the CAC controller loads what profile writes
+    from runespoor_cloud.controller import load_profile
+    prof = load_profile(yml)
+    assert [lv.bandwidth_kbps for lv in prof.levels] == [100.0, 5000.0]
+    assert prof.level_for(6000).standard.scale == 1 and prof.frame_rate == 10.0
+    assert prof.tail_detector['tail_threshold'] == doc['tail_detector']['tail_threshold']
 
 
 def test_eval_on_a_camvid_test_split(tmp_path):

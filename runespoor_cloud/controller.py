@@ -26,6 +26,9 @@ from pathlib import Path
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 
 
+STALE_LIMIT = 10   # non-tail verdicts on frames sent with other knobs ignored in a row, at most
+
+
 class ProfileError(ValueError):
     """A profile file that is missing or malformed (the message names the file and the problem)."""
 
@@ -144,6 +147,7 @@ class CacController:
         self.level = profile.level_for(bandwidth_kbps if bandwidth_kbps is not None else math.inf)
         self.tail_mode = False
         self.non_tail_run = 0
+        self.stale_run = 0   # non-tail verdicts on frames sent before the last switch, in a row
         self.last_id: str | None = None
         self.reaction_times: list[float] = []
 
@@ -173,9 +177,13 @@ class CacController:
         return self._emit(f'bandwidth {kbps:g} kbit/s: level {old:g} -> {level.bandwidth_kbps:g} kbit/s')
 
     def on_tail_report(self, is_tail: bool, ratio: float, capture_stamp: float | None = None,
-                       now: float | None = None) -> Decision | None:
+                       now: float | None = None, sent_with: str = '') -> Decision | None:
+        """One tail detector verdict. `sent_with`: config_id of the knobs the judged frame was sent with
+        ('' = unknown). In tail mode, a non-tail verdict on a frame sent *before* the switch (still in
+        flight then) says nothing about the tail config and does not count towards going back (at most
+        `STALE_LIMIT` in a row: an edge that keeps sending other knobs is not applying ours anyway)."""
         if is_tail:
-            self.non_tail_run = 0
+            self.non_tail_run = self.stale_run = 0
             if self.tail_mode:
                 return None
             self.tail_mode = True
@@ -184,6 +192,12 @@ class CacController:
                 reaction = max(0.0, now - capture_stamp)
                 self.reaction_times.append(reaction)
             return self._emit(f'tail frame: small-region ratio {ratio:.4f} below threshold', reaction)
+        if self.tail_mode and sent_with and sent_with != self.current()[1]:
+            self.stale_run += 1
+            if self.stale_run <= STALE_LIMIT:
+                return None
+        else:
+            self.stale_run = 0
         self.non_tail_run += 1
         if self.tail_mode and self.non_tail_run >= self.return_after:
             self.tail_mode = False

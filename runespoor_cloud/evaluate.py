@@ -233,8 +233,10 @@ class Runner:
     def __init__(self, dataset: str, weights_dir: Path, model_dir: Path | None, device: str = 'cpu',
                  seg_arch: str = 'espnet', seg_weights: Path | None = None,
                  small_region_area: float = DEFAULT_SMALL_REGION_AREA,
-                 tail_downsample: int = DEFAULT_TAIL_DOWNSAMPLE, cache_dir: Path | None = None):
+                 tail_downsample: int = DEFAULT_TAIL_DOWNSAMPLE, cache_dir: Path | None = None,
+                 size: tuple[int, int] | None = None):
         from .segmentation import Segmenter
+        self.size = tuple(size) if size else None   # (w, h) frames and labels are resized to, None = as stored
         self.dataset = dataset
         self.weights_dir = Path(weights_dir)
         self.device = device
@@ -283,11 +285,17 @@ class Runner:
         key = config_key(self.dataset, 'bilinear' if cfg.scale == 1 and cfg.method != 'hr' else cfg.method,
                          cfg.scale, cfg.quality, self._hashes[(cfg.method, cfg.scale)], self.seg_hash,
                          self.small_region_area, self.tail_downsample, image_quality)
+        from .datasets import get_info
+        if self.size is None:
+            key += '-source'
+        elif self.size != tuple(get_info(self.dataset).native_size):   # the default size has no suffix
+            key += f'-{self.size[0]}x{self.size[1]}'
         return FrameCache(self.cache_dir, key)
 
     def run(self, samples, configs: list[Config], image_quality: bool = True, desc: str = 'eval',
             progress: bool = True) -> dict[Config, list[FrameScore]]:
         """Score every config on every sample (frames outer, so each frame is read once)."""
+        import cv2
         from tqdm import tqdm
         from .datasets import load_image, load_label
         caches = {c: self.cache_for(c, image_quality) for c in configs}
@@ -306,6 +314,9 @@ class Runner:
                                     f'labelled frames')
                 hr = load_image(s.image_path)
                 label = load_label(self.dataset, s.label_path)
+                if self.size and (hr.shape[1], hr.shape[0]) != self.size:
+                    hr = cv2.resize(hr, self.size, interpolation=cv2.INTER_AREA)
+                    label = cv2.resize(label, self.size, interpolation=cv2.INTER_NEAREST)
                 if label.shape != hr.shape[:2]:
                     raise EvalError(f'{s.label_path}: label {label.shape} does not match image '
                                     f'{hr.shape[:2]} of {s.image_path}')
@@ -392,6 +403,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help='tail detector: a region is small below this fraction of the frame')
     parser.add_argument('--tail-downsample', type=int, default=DEFAULT_TAIL_DOWNSAMPLE,
                         help='tail detector: label-map subsampling factor')
+    parser.add_argument('--size', default='native',
+                        help='frame size WxH the source is resized to first: "native" = the segmentation model\'s '
+                             'training size (CamVid 480x360, Cityscapes 1024x512), "source" = as stored')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch decides)')
     parser.add_argument('--cache-dir', type=Path, default=None,
@@ -424,7 +438,23 @@ def setup_runner(args) -> 'Runner':
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return Runner(args.dataset, args.weights_dir or paths.weights_dir(),
                   paths.model_dir(args.model_dir) if args.seg_weights is None else None, args.device,
-                  args.seg_arch, args.seg_weights, args.small_region_area, args.tail_downsample, cache)
+                  args.seg_arch, args.seg_weights, args.small_region_area, args.tail_downsample, cache,
+                  parse_size(args.size, args.dataset))
+
+
+def parse_size(text: str | None, dataset: str) -> tuple[int, int] | None:
+    """--size: 'native' -> the data set's model size, 'source' -> None (as stored), 'WxH' -> (W, H)."""
+    from .datasets import get_info
+    if text in (None, '', 'source'):
+        return None
+    if text == 'native':
+        return tuple(get_info(dataset).native_size) or None
+    try:
+        w, h = (int(v) for v in str(text).lower().split('x'))
+        assert w > 0 and h > 0
+    except (ValueError, AssertionError):
+        raise EvalError(f'--size must be native, source or WxH (e.g. 1024x512), got {text!r}') from None
+    return w, h
 
 
 def run(args: argparse.Namespace) -> int:
@@ -447,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
         root = paths.data_root(args.data_root)
         samples = select_samples(args.dataset, root, args.split, args.every, args.limit)
         runner = setup_runner(args)
-    except (DatasetError, ModelFileError, FileNotFoundError) as exc:
+    except (DatasetError, ModelFileError, FileNotFoundError, EvalError) as exc:
         print(f'runespoor eval: {exc}', file=sys.stderr)
         return 2
     configs = [Config('hr', 1, None)]
@@ -484,6 +514,7 @@ def run(args: argparse.Namespace) -> int:
         'methods': sorted({c.method for c in configs}), 'class_names': list(info.class_names),
         'episode_length': args.episode_length, 'small_region_area': args.small_region_area,
         'tail_downsample': args.tail_downsample, 'segmentation': str(runner.segmenter.weights),
+        'size': list(runner.size) if runner.size else 'source',
         'device': args.device, 'threads': args.threads, 'skipped': skipped,
         'command': command_line('eval'),
         'seconds': time.perf_counter() - t_start, 'results': rows,

@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         samples = select_samples(args.dataset, root, args.split, args.every, args.limit)
         val_samples = select_samples(args.dataset, root, args.val_split, 1, args.val_limit) if args.val_split else []
         runner = setup_runner(args)
-    except (DatasetError, ModelFileError, FileNotFoundError) as exc:
+    except (DatasetError, ModelFileError, FileNotFoundError, EvalError) as exc:
         print(f'runespoor profile: {exc}', file=sys.stderr)
         return 2
     prefs = [m for m in args.methods.split(',') if m and m != 'bilinear']
@@ -281,10 +281,18 @@ def run(args: argparse.Namespace) -> int:
         'Per level: standard = best mIoU on non-tail frames within the budget; tail = best mIoU on tail frames '
         'within the same budget.',
         f'tail_threshold: linear regression ratio = {fit.intercept:.5f} + {fit.slope:.5f} * mIoU '
-        f'(R^2 {fit.r2:.3f}, {fit.frames} frames) at the tail boundary mIoU -> {100 * fit.threshold:.3f} %.',
+        f'(R^2 {fit.r2:.3f}, {fit.frames} frames) at the tail boundary mIoU -> '
+        f'{100 * fit.regression_threshold:.3f} %' + (
+            '.' if fit.method == 'regression' else
+            f'; slope <= 0, so the threshold is the {100 * args.tail_fraction:g} % quantile of the ratios instead: '
+            f'{100 * fit.threshold:.3f} %.'),
         f'  train ({args.split}, x{ref[0]} q{ref[1]}): recall {train_det["recall"]:.2f}, precision '
         f'{train_det["precision"]:.2f} ({train_det["flagged"]} flagged, {train_det["tail"]} tail frames)',
     ]
+    if fit.slope <= 0:
+        header.append(f'  NOTE: the slope is not positive: on this data frames with MORE small regions have lower '
+                      f'mIoU, so "ratio below the threshold" (the paper\'s rule) cannot single out tail frames '
+                      f'(precision by chance {args.tail_fraction:.2f}); see docs/results.')
     for d in val_det:
         header.append(f'  {args.val_split} x{d["scale"]} q{d["quality"]} ({d["method"]}, {d["frames"]} frames): recall '
                       f'{d["recall"]:.2f}, precision {d["precision"]:.2f}')

@@ -296,7 +296,9 @@ def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1
         ratio = np.array(r['small_region_ratio'], float)
         tail = tail_frames(acc, fraction)
         d = detection_scores(ratio, tail, threshold)
-        d.update(scale=s, method=m, quality=q)
+        ok = np.isfinite(acc) & np.isfinite(ratio)
+        corr = float(np.corrcoef(ratio[ok], acc[ok])[0, 1]) if ok.sum() > 2 else float('nan')
+        d.update(scale=s, method=m, quality=q, corr=corr)
         out.append(d)
     return out
 
@@ -347,6 +349,11 @@ def fig_detection(res: Results, q: int, threshold: float | None, path: Path, sca
 # --------------------------------------------------------------------------------------------------------
 
 
+def command_line(sub: str) -> str:
+    from .evaluate import command_line as cl
+    return cl(sub)
+
+
 def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: int | None = None,
                  title: str | None = None, name: str = 'report.md') -> Path:
     res = Results(evals)
@@ -355,12 +362,13 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
     prof = profiles[-1] if profiles else None
     frame_rate = prof['frame_rate'] if prof else None
     threshold = prof['threshold']['threshold'] if prof else None
+    pre = '' if name == 'report.md' else Path(name).stem + '_'   # figures named after the Markdown file
     figs = {
-        'fig7': fig_classwise(res, 4 if 4 in res.scales else res.scales[0], q, out / 'fig7_classwise_x4.png'),
+        'fig7': fig_classwise(res, 4 if 4 in res.scales else res.scales[0], q, out / f'{pre}fig7_classwise_x4.png'),
         'fig10': fig_episodes(res, [s for s in (4, 6) if s in res.scales] or res.scales[:2], q,
-                              out / 'fig10_episodes.png'),
-        'fig11': fig_bandwidth(res, out / 'fig11_accuracy_bandwidth.png', frame_rate),
-        'fig6': fig_detection(res, q, threshold, out / 'fig6_tail_detection.png'),
+                              out / f'{pre}fig10_episodes.png'),
+        'fig11': fig_bandwidth(res, out / f'{pre}fig11_accuracy_bandwidth.png', frame_rate),
+        'fig6': fig_detection(res, q, threshold, out / f'{pre}fig6_tail_detection.png'),
     }
     s4 = 4 if 4 in res.scales else res.scales[0]
     md = [f'# {title or f"Runespoor results: {res.dataset} {res.split}"}', '',
@@ -389,17 +397,27 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
     md += ['## Tail-frame detection (Fig. 6)', '']
     if prof:
         t = prof['threshold']
+        how = ('' if t.get('method', 'regression') == 'regression' else
+               f'; the slope is not positive, so the regression value {100 * t["regression_threshold"]:.3f} % '
+               f'would flag the wrong frames and the threshold is the tail-fraction quantile of the ratios instead')
         md += [f'Threshold fitted by `runespoor profile` on `{prof["split"]}` (linear regression of the '
                f'small-region ratio on frame mIoU, evaluated at the tail boundary mIoU '
-               f'{_pct(t["boundary_accuracy"])} %): **{100 * t["threshold"]:.3f} %** '
+               f'{_pct(t["boundary_accuracy"])} %{how}): **{100 * t["threshold"]:.3f} %** '
                f'(slope {t["slope"]:.4f}, R² {_num(t["r2"], ".3f")}). Detector: small regions < '
                f'{100 * prof["small_region_area"]:.2f} % of the frame, label map subsampled x{prof["tail_downsample"]}.',
                '', f'On `{res.split}` (tail = worst 10 % of frames at each scale):', '',
-               '| scale | method | recall | precision | flagged / frames | tail frames |', '|---|---|---|---|---|---|']
+               '| scale | method | recall | precision | precision by chance | flagged / frames | tail frames | '
+               'corr(ratio, frame mIoU) |', '|---|---|---|---|---|---|---|---|']
         for d in detection_rows(res, q, t['threshold']):
             md.append(f'| x{d["scale"]} | {METHOD_LABEL[d["method"]]} | {_num(d["recall"], ".2f")} | '
-                      f'{_num(d["precision"], ".2f")} | {d["flagged"]} / {d["frames"]} | {d["tail"]} |')
+                      f'{_num(d["precision"], ".2f")} | {d["tail"] / max(1, d["frames"]):.2f} | '
+                      f'{d["flagged"]} / {d["frames"]} | {d["tail"]} | {_num(d["corr"], "+.2f")} |')
         md.append('')
+        if t['slope'] <= 0:
+            md += [f'**The fitted slope is negative**: on `{prof["split"]}` frames with more small regions have '
+                   'lower mIoU, the opposite of the paper\'s Cityscapes observation, so the rule "ratio below the '
+                   'threshold = tail frame" cannot separate tail frames here (compare precision with the chance '
+                   'level).', '']
     else:
         md += ['_No profile file given: no fitted threshold (recall/precision curves only)._', '']
     if figs['fig6']:
@@ -410,7 +428,9 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
     md += ['## How these results were produced', '', '```']
     md += [e.get('command') or f'(eval file {e["_file"]})' for e in evals]
     md += [p.get('command') or f'(profile file {p["_file"]})' for p in profiles]
-    md += [f'runespoor report {" ".join(e["_file"] for e in evals + profiles)} --out {out}', '```', '']
+    md += [command_line('report') if sys.argv[1:2] == ['report'] else
+           f'runespoor report {" ".join(e["_file"] for e in evals + profiles)} --out {out}'
+           + ('' if name == 'report.md' else f' --name {name}'), '```', '']
     md += ['Run times: ' + '; '.join(f'{Path(e["_file"]).parent.name}: {e.get("seconds", 0):.0f} s '
                                      f'({e.get("device")}, threads {e.get("threads")})' for e in evals + profiles), '']
     path = out / name
@@ -422,7 +442,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('inputs', nargs='+', type=Path,
                         help='metrics.json files of `runespoor eval` (and profile.json of `runespoor profile`)')
     parser.add_argument('--out', type=Path, required=True, help='output folder (Markdown + PNGs)')
-    parser.add_argument('--name', default=None, help='Markdown file name (default report.md)')
+    parser.add_argument('--name', default=None,
+                        help='Markdown file name (default report.md; otherwise figures are prefixed with its stem)')
     parser.add_argument('--quality', type=int, default=None, help='JPEG quality of the tables (default 90)')
     parser.add_argument('--title', default=None)
 

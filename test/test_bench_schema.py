@@ -44,6 +44,7 @@ def test_bench_tiny_run_writes_schema(tmp_path, capsys):
         assert set(r['stages_median_ms']) == {'decode', 'restore', 'segment', 'tail', 'total'}
     fid = res['fidelity'][0]
     assert 0.0 <= fid['label_agreement_min'] <= 1.0 and isinstance(fid['within_tolerance'], bool)
+    assert 0.0 <= fid['noise_floor_agreement_min'] <= 1.0 and fid['agreement_bound'] <= 0.99
     ratio = res['ratios']['optimized_over_naive_chain_asr_96x64_x4']
     assert ratio == pytest.approx(chain[('asr', 'optimized')]['median_ms'] / chain[('asr', 'naive')]['median_ms'],
                                   abs=1e-3)

@@ -34,7 +34,7 @@ def test_frames_flow_and_knobs_switch(rclpy_context, shared_dir):
     cloud = Runner('cloud', {}, output=out, param_sets={
         'restorer': {'methods': '2:bilinear,4:bilinear,6:bilinear,8:bilinear'},
         'tail_detector': {'profile': '', 'tail_threshold': 0.003},
-        'cac_controller': {'return_after': 2, 'bandwidth_source': 'parameter', 'bandwidth_kbps': 700.0}})
+        'cac_controller': {'profile': str(REPO / 'test' / 'data' / 'profile_fixed.yaml'), 'return_after': 2, 'bandwidth_source': 'parameter', 'bandwidth_kbps': 700.0}})
     robot = Runner('robot', {'bandwidth': '0'}, output=out)
     node = rclpy.create_node('e2e_camera', context=rclpy_context)
     ex = SingleThreadedExecutor(context=rclpy_context)

@@ -62,7 +62,8 @@ def test_cloud_stops_then_restarts(rclpy_context, node_process):
     edge = node_process('runespoor_edge.streamer_node', [
         '-p', 'bandwidth_kbps:=0.0', '-p', f'knob_timeout_s:={timeout_s}', '-p', 'safe_scale:=8',
         '-p', 'safe_jpeg_quality:=45'])
-    controller_args = ['-p', 'bandwidth_source:=parameter', '-p', 'bandwidth_kbps:=700.0',
+    fixed = Path(__file__).resolve().parent / 'data' / 'profile_fixed.yaml'
+    controller_args = ['-p', f'profile:={fixed}', '-p', 'bandwidth_source:=parameter', '-p', 'bandwidth_kbps:=700.0',
                        '-p', 'return_after:=1000']
     ctl = node_process('runespoor_cloud.controller_node', controller_args)
     last = lambda: sent[-1][1].knobs if sent else None  # noqa: E731

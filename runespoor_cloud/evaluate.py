@@ -87,6 +87,7 @@ def write_json_atomic(obj, path: Path) -> Path:
         with os.fdopen(fd, 'w') as fh:
             json.dump(jsonable(obj), fh, indent=1)
             fh.write('\n')
+        os.chmod(tmp, 0o644)   # mkstemp makes 0600; these are ordinary output files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

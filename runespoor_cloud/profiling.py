@@ -146,6 +146,7 @@ def write_text_atomic(text: str, path: Path) -> Path:
     try:
         with os.fdopen(fd, 'w') as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)   # mkstemp makes 0600; these are ordinary output files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

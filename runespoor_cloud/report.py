@@ -431,8 +431,11 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
     md += [command_line('report') if sys.argv[1:2] == ['report'] else
            f'runespoor report {" ".join(e["_file"] for e in evals + profiles)} --out {out}'
            + ('' if name == 'report.md' else f' --name {name}'), '```', '']
-    md += ['Run times: ' + '; '.join(f'{Path(e["_file"]).parent.name}: {e.get("seconds", 0):.0f} s '
-                                     f'({e.get("device")}, threads {e.get("threads")})' for e in evals + profiles), '']
+    md += ['Wall time of the command that wrote each file (per-frame results already in the cache are reused, '
+           'so a cold run takes longer; the restore/segment columns of Table IV are per-frame times measured when '
+           'the frames were computed): ' + '; '.join(
+               f'`{e["_file"]}` {e.get("seconds", 0):.0f} s ({e.get("device")}, threads {e.get("threads")})'
+               for e in evals + profiles) + '.', '']
     path = out / name
     path.write_text('\n'.join(md))
     return path

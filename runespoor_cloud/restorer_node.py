@@ -65,6 +65,10 @@ PARAMS = [
           "empty = the installed models/", read_only=True),
     Param('device', 'cpu', 'torch device', one_of('cpu', 'cuda'), read_only=True),
     Param('threads', 0, 'torch CPU threads; 0 = torch default', in_range(0, 256), read_only=True),
+    # added for the fast path (runespoor_cloud/fastpath.py, docs/performance.md): same outputs within
+    # fastpath.TOLERANCE; false = the plain eager fp32 Restorer
+    Param('optimized', True, 'fast inference: channels-last, frozen graph, bf16 SR on CPUs with native bf16 '
+          '(fp16 on CUDA); false = plain eager fp32', read_only=True),
 ]
 
 
@@ -79,6 +83,9 @@ class RestorerNode(Node):
         # Loads every model now, strictly; a missing/mismatched file raises ModelFileError naming it.
         self.restorer = Restorer(methods, weights_dir=p['weights_dir'] or None, dataset=p['dataset'],
                                  device=p['device'], threads=p['threads'] or None)
+        if p['optimized']:  # drop-in wrapper: same restore()/method()/methods (runespoor_cloud.fastpath)
+            from runespoor_cloud.fastpath import optimize_restorer
+            self.restorer = optimize_restorer(self.restorer)
         self.get_logger().info(f'restoration {methods} on {p["device"]} loaded in '
                                f'{time.monotonic() - t0:.1f} s')
         self.stats = NodeStats()

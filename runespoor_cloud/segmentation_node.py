@@ -27,6 +27,10 @@ PARAMS = [
           '$RUNESPOOR_MODELS or ../shared/models', read_only=True),
     Param('device', 'cpu', 'torch device', one_of('cpu', 'cuda'), read_only=True),
     Param('threads', 0, 'torch CPU threads; 0 = torch default', in_range(0, 256), read_only=True),
+    # added for the fast path (runespoor_cloud/fastpath.py, docs/performance.md): labels equal to the
+    # plain Segmenter's up to float rounding; false = the plain eager fp32 Segmenter
+    Param('optimized', True, 'fast inference: folded BN, channels-last, frozen graph (fp16 on CUDA); '
+          'false = plain eager fp32', read_only=True),
     Param('overlay_alpha', 0.5, 'weight of the class colours in the overlay', in_range(0.0, 1.0)),
     Param('publish_overlay', True, 'publish runespoor/segmentation/overlay'),
 ]
@@ -42,6 +46,9 @@ class SegmentationNode(Node):
         t0 = time.monotonic()
         self.seg = Segmenter(arch=self.p['arch'], weights=self.p['weights'] or None, dataset=self.p['dataset'],
                              device=self.p['device'], threads=self.p['threads'] or None)
+        if self.p['optimized']:  # drop-in wrapper: same predict()/info/weights (runespoor_cloud.fastpath)
+            from runespoor_cloud.fastpath import optimize_segmenter
+            self.seg = optimize_segmenter(self.seg)
         info = self.seg.info
         self.palette = palette_lut(info.palette, info.ignore_label)
         self.get_logger().info(f'{self.p["arch"]} ({info.name}, {info.num_classes} classes) from '

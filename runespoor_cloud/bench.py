@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -520,7 +519,8 @@ def ratios(res: dict, method: str) -> dict:
                 a = _find(res['restore'], size=size, method=method, scale=scale, impl=impl)
                 b = _find(res['restore'], size=size, method='bilinear', scale=scale, impl=impl)
                 if a and b and b['median_ms']:
-                    out[f'{method}_over_bilinear_restore_{impl}_{size}_x{scale}'] = round(a['median_ms'] / b['median_ms'], 1)
+                    key = f'{method}_over_bilinear_restore_{impl}_{size}_x{scale}'
+                    out[key] = round(a['median_ms'] / b['median_ms'], 1)
             for m in (method, 'bilinear'):
                 a = _find(res['chain'], size=size, method=m, scale=scale, impl='optimized')
                 b = _find(res['chain'], size=size, method=m, scale=scale, impl='naive')
@@ -529,7 +529,8 @@ def ratios(res: dict, method: str) -> dict:
             a = _find(res['chain'], size=size, method=method, scale=scale, impl='optimized')
             b = _find(res['chain'], size=size, method='bilinear', scale=scale, impl='optimized')
             if a and b:
-                out[f'{method}_over_bilinear_chain_optimized_{size}_x{scale}'] = round(a['median_ms'] / b['median_ms'], 2)
+                key = f'{method}_over_bilinear_chain_optimized_{size}_x{scale}'
+                out[key] = round(a['median_ms'] / b['median_ms'], 2)
     return out
 
 
@@ -610,7 +611,8 @@ def render_markdown(res: dict) -> str:
                      f"{r['label_agreement_min']:.4f} | {_fmt(r.get('noise_floor_agreement_min'), 4)} | "
                      f"{r['same_tail_verdict']} | {_fmt(r['restored_psnr_db_min'], 1)} | {r['within_tolerance']} |")
     lines += ['', '**Restoration** (LR JPEG q75 decoded -> source size), per frame:', '',
-              '| size | method | scale | LR size | impl | median ms | p95 ms | weights |', '|---|---|---|---|---|---|---|---|']
+              '| size | method | scale | LR size | impl | median ms | p95 ms | weights |',
+              '|---|---|---|---|---|---|---|---|']
     for r in res['restore']:
         lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['lr_size']} | {r['impl']} | "
                      f"{_fmt(r['median_ms'])} | {_fmt(r['p95_ms'])} | {r['weights']} |")
@@ -618,7 +620,8 @@ def render_markdown(res: dict) -> str:
               '| size | weights | impl | median ms | p95 ms |', '|---|---|---|---|---|']
     for r in res['segmentation']:
         lines.append(f"| {r['size']} | {r['dataset']} | {r['impl']} | {_fmt(r['median_ms'])} | {_fmt(r['p95_ms'])} |")
-    lines += ['', '**Tail detector**:', '', '| size | downsample | analyzed | median ms | p95 ms |', '|---|---|---|---|---|']
+    lines += ['', '**Tail detector**:', '', '| size | downsample | analyzed | median ms | p95 ms |',
+              '|---|---|---|---|---|']
     for r in res['tail']:
         lines.append(f"| {r['size']} | {r['downsample']} | {r['analyzed_size']} | {_fmt(r['median_ms'], 3)} | "
                      f"{_fmt(r['p95_ms'], 3)} |")
@@ -629,7 +632,8 @@ def render_markdown(res: dict) -> str:
                      f"{_fmt(r['p95_ms'], 2)} |")
     lines += ['', '**JPEG decode** (q75):', '', '| size | scale | impl | median ms | p95 ms |', '|---|---|---|---|---|']
     for r in res['decode']:
-        lines.append(f"| {r['size']} | x{r['scale']} | {r['impl']} | {_fmt(r['median_ms'], 3)} | {_fmt(r['p95_ms'], 3)} |")
+        lines.append(f"| {r['size']} | x{r['scale']} | {r['impl']} | {_fmt(r['median_ms'], 3)} | "
+                     f"{_fmt(r['p95_ms'], 3)} |")
     tr = res.get('transport')
     if isinstance(tr, dict) and tr.get('rows'):
         lines += ['', f"**Transport** between two processes over DDS ({tr.get('rmw', '')}, loopback, one-way = pong "
@@ -637,7 +641,8 @@ def render_markdown(res: dict) -> str:
                   '| message | payload | bytes | QoS | one-way median ms | p95 ms | round trip median ms | lost |',
                   '|---|---|---|---|---|---|---|---|']
         for r in tr['rows']:
-            lines.append(f"| {r['message']} | {r['payload']} | {r['bytes']} | {r['qos']} | {_fmt(r['one_way']['median_ms'], 2)} | "
+            lines.append(f"| {r['message']} | {r['payload']} | {r['bytes']} | {r['qos']} | "
+                         f"{_fmt(r['one_way']['median_ms'], 2)} | "
                          f"{_fmt(r['one_way']['p95_ms'], 2)} | {_fmt(r['round_trip']['median_ms'], 2)} | {r['lost']} |")
     elif isinstance(tr, dict) and tr.get('error'):
         lines += ['', f"Transport: not measured ({tr['error']})."]
@@ -648,9 +653,12 @@ def render_markdown(res: dict) -> str:
             lines += ['', f"**CAC reaction** through the real nodes ({ctl.get('nodes')}; camera at "
                       f"{ctl.get('camera_hz')} Hz; {rc['n']} switches):", '',
                       '| span | median ms | p95 ms |', '|---|---|---|',
-                      f"| tail report -> controller publishes tail knobs | {_fmt(kn.get('median_ms'), 1)} | {_fmt(kn.get('p95_ms'), 1)} |",
-                      f"| tail knobs -> first uplink frame with them | {_fmt(ap.get('median_ms'), 1)} | {_fmt(ap.get('p95_ms'), 1)} |",
-                      f"| **tail report -> edge sends tail knobs** | {_fmt(rc['median_ms'], 1)} | {_fmt(rc['p95_ms'], 1)} |"]
+                      f"| tail report -> controller publishes tail knobs | {_fmt(kn.get('median_ms'), 1)} | "
+                      f"{_fmt(kn.get('p95_ms'), 1)} |",
+                      f"| tail knobs -> first uplink frame with them | {_fmt(ap.get('median_ms'), 1)} | "
+                      f"{_fmt(ap.get('p95_ms'), 1)} |",
+                      f"| **tail report -> edge sends tail knobs** | {_fmt(rc['median_ms'], 1)} | "
+                      f"{_fmt(rc['p95_ms'], 1)} |"]
         elif ctl.get('error'):
             lines += ['', f"CAC reaction: not measured ({ctl['error']})."]
     lines += ['', '**Ratios** (same run):', '', '| ratio | value |', '|---|---|']
@@ -681,7 +689,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--no-compile', action='store_true',
                    help='leave the torch.compile (inductor) step out of the full run\'s ablation')
     p.add_argument('--data-root', default=None, help='data sets folder (default $RUNESPOOR_DATA or ../shared/data)')
-    p.add_argument('--model-dir', default=None, help='third-party weights (default $RUNESPOOR_MODELS or ../shared/models)')
+    p.add_argument('--model-dir', default=None,
+                   help='third-party weights (default $RUNESPOOR_MODELS or ../shared/models)')
     p.add_argument('--weights-dir', default=None, help="the project's trained SR/ASR weights (default models/)")
     p.add_argument('--transport-reps', type=int, default=None, help='messages per transport measurement')
     p.add_argument('--control-reps', type=int, default=None, help='tail switches in the control measurement')

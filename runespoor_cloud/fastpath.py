@@ -572,7 +572,8 @@ class CloudChain:
     """decode -> restore -> segment -> tail on one EncodedFrame payload, naive (options=None) or fast.
 
     ``restorer`` / ``segmenter`` are the plain Restorer / Segmenter; with options they are wrapped by
-    FastRestorer / FastSegmenter (or pass a FastRestorer and a FastSegmenter, already built, to share them). ``timed=True`` synchronizes the device between stages for per-stage
+    FastRestorer / FastSegmenter (or pass a FastRestorer and a FastSegmenter, already built, to share
+    them). ``timed=True`` synchronizes the device between stages for per-stage
     times (costs a little on GPU)."""
 
     def __init__(self, restorer, segmenter, options: FastOptions | None = None,

@@ -228,7 +228,8 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
 
     if not m.captured:
         raise SystemExit('demo: no camera frame was observed; nothing to analyse')
-    t0 = min(m.captured)
+    # first capture stamp of the run: the edge's own frames count too (the monitor may join late)
+    t0 = min(m.captured + [f.stamp for f in m.sent])
     end = max(duration, max(m.captured) - t0 + 1e-3)
     sent = sorted(m.sent, key=lambda f: f.send_time)
     processed = sorted(m.pred)

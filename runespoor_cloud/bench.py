@@ -676,7 +676,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--quick', action='store_true', help='fewer repetitions and configurations (< 2 min on 2 cores)')
     p.add_argument('--device', default='cpu', help='torch device: cpu or cuda[:N]')
     p.add_argument('--threads', type=int, default=None,
-                   help='intra-op threads for torch/OpenCV (default: the cores this process may use)')
+                   help='intra-op threads for torch/OpenCV (default: the cores not already loaded, at least 1)')
     p.add_argument('--out', default='bench.json', help='JSON file to write')
     p.add_argument('--reps', type=int, default=None, help='timed repetitions per measurement (default 3 quick, 15)')
     p.add_argument('--sizes', type=_parse_size, nargs='+', default=list(DEFAULT_SIZES), metavar='WxH',

@@ -105,6 +105,14 @@ def command_line(sub: str) -> str:
     return ' '.join(['runespoor', sub] + [shlex.quote(a) for a in argv])
 
 
+def _short(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (portable messages and outputs)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get('RUNESPOOR_CACHE') or Path.home() / '.cache' / 'runespoor')
 
@@ -274,7 +282,7 @@ class Runner:
         from .models import ModelFileError
         f = self.weight_file(method, scale)
         if f is not None and not f.is_file():
-            return f'{method} x{scale}: weight file {f} is missing'
+            return f'{method} x{scale}: weight file {_short(f)} is missing'
         try:
             self.restorer(method, scale)
         except (ModelFileError, ValueError, KeyError) as exc:
@@ -507,7 +515,8 @@ def run(args: argparse.Namespace) -> int:
     rows = summarize(scores, [s.sequence for s in samples], list(info.class_names), args.episode_length)
     for r in rows:
         if r['method'] != 'hr':
-            r['weights'] = str(runner.weight_file(r['method'], r['scale']) or '')
+            wf = runner.weight_file(r['method'], r['scale'])
+            r['weights'] = _short(wf) if wf else ''
     out = {
         'kind': 'runespoor-eval', 'dataset': args.dataset, 'split': args.split, 'data_root': str(root),
         'frames': len(samples), 'frame_names': [s.image_path.name for s in samples],

@@ -98,13 +98,24 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def free_cores() -> int:
+    """The cores this process may use minus the load already on the machine (1-minute load average),
+    at least 1."""
+    cores = available_cores()
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """Intra-op threads for torch and OpenCV: `threads`, default the cores this process may run on.
+    """Intra-op threads for torch and OpenCV: `threads`, default the free cores (:func:`free_cores`).
 
     More threads than free cores is far worse than fewer: libgomp's workers spin-wait, and on the 2-core
     test machine with two other busy processes ESPNet took 3.7 s a frame at 2 threads vs 56 ms at 1.
     """
-    n = int(threads) if threads else available_cores()
+    n = int(threads) if threads else free_cores()
     if n < 1:
         raise FastPathError(f'threads must be >= 1, got {threads!r}')
     torch.set_num_threads(n)
@@ -646,4 +657,4 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 __all__ = ['FastOptions', 'NAIVE', 'EXACT', 'OPTIMIZED', 'COMPILED', 'ABLATION', 'TOLERANCE', 'FastPathError',
            'fold_conv_bn', 'fold_espnet_bn', 'fold_bn_generic', 'ModelRunner', 'FastSegmenter', 'FastRestorer',
            'optimize_segmenter', 'optimize_restorer', 'CloudChain', 'ChainResult', 'decode_rgb',
-           'compare_outputs', 'psnr', 'configure_threads', 'cpu_has_native_bf16', 'available_cores']
+           'compare_outputs', 'psnr', 'configure_threads', 'cpu_has_native_bf16', 'available_cores', 'free_cores']

@@ -7,8 +7,9 @@
 2. Tail frames = the worst 10 % by frame mIoU at the reference config (default x4 q90).
 3. Per bandwidth level (kbit/s at a frame rate -> a byte budget per frame): the *standard* config is the
    best mIoU on the non-tail frames among configs whose mean bytes on those frames fit the budget; the
-   *tail* config is the best mIoU on the tail frames among configs whose mean bytes on the tail frames fit
-   the same budget (mIoU = confusion matrix accumulated over the frame subset; ties -> fewer bytes).
+   *tail* config is the best mIoU on the tail frames among configs at the standard resolution or finer
+   whose mean bytes on the tail frames fit the same budget (mIoU = confusion matrix accumulated over the
+   frame subset; ties -> fewer bytes). Where nothing fits, the smallest config is taken and flagged.
 4. The tail threshold: linear regression of the small-region ratio on frame mIoU at the reference config
    (:func:`runespoor_cloud.tailmetrics.fit_tail_threshold`); recall and precision are reported on the
    validation split at every scale (reference quality), tail = its worst 10 % frames.
@@ -78,7 +79,9 @@ def select_levels(table: list[ConfigScore], levels_kbps, frame_rate: float) -> l
     for kbps in levels_kbps:
         b = budget_kbytes(float(kbps), frame_rate)
         std, std_ok = _best(table, b, lambda c: c.acc_std, lambda c: c.kbytes_std)
-        tail, tail_ok = _best(table, b, lambda c: c.acc_tail, lambda c: c.kbytes_tail)
+        # the tail config is never coarser than the standard one (the paper: tail frames need resolution)
+        finer = [c for c in table if c.scale <= std.scale]
+        tail, tail_ok = _best(finer, b, lambda c: c.acc_tail, lambda c: c.kbytes_tail)
         out.append(LevelChoice(float(kbps), b, std, tail, std_ok, tail_ok))
     return out
 
@@ -136,6 +139,11 @@ def render_yaml(doc: dict, levels: list[LevelChoice], header: list[str]) -> str:
         item = yaml.safe_dump([d], sort_keys=False, default_flow_style=None).rstrip().splitlines()
         lines += ['  ' + x for x in item]
     return '\n'.join(lines) + '\n'
+
+
+def _f2(v: float) -> str:
+    """Two decimals; 'n/a' for nan (e.g. precision when nothing is flagged)."""
+    return 'n/a' if v is None or not math.isfinite(v) else f'{v:.2f}'
 
 
 def write_text_atomic(text: str, path: Path) -> Path:
@@ -287,8 +295,8 @@ def run(args: argparse.Namespace) -> int:
             '.' if fit.method == 'regression' else
             f'; slope <= 0, so the threshold is the {100 * args.tail_fraction:g} % quantile of the ratios instead: '
             f'{100 * fit.threshold:.3f} %.'),
-        f'  train ({args.split}, x{ref[0]} q{ref[1]}): recall {train_det["recall"]:.2f}, precision '
-        f'{train_det["precision"]:.2f} ({train_det["flagged"]} flagged, {train_det["tail"]} tail frames)',
+        f'  train ({args.split}, x{ref[0]} q{ref[1]}): recall {_f2(train_det["recall"])}, precision '
+        f'{_f2(train_det["precision"])} ({train_det["flagged"]} flagged, {train_det["tail"]} tail frames)',
     ]
     if fit.slope <= 0:
         header.append(f'  NOTE: the slope is not positive: on this data frames with MORE small regions have lower '
@@ -296,7 +304,8 @@ def run(args: argparse.Namespace) -> int:
                       f'(precision by chance {args.tail_fraction:.2f}); see docs/results.')
     for d in val_det:
         header.append(f'  {args.val_split} x{d["scale"]} q{d["quality"]} ({d["method"]}, {d["frames"]} frames): recall '
-                      f'{d["recall"]:.2f}, precision {d["precision"]:.2f}')
+                      f'{_f2(d["recall"])}, precision {_f2(d["precision"])} ({d["flagged"]} flagged, '
+                      f'{d["tail"]} tail frames)')
     header.append('Units: bandwidth_kbps kbit/s; frame_rate frames/s; small_region_area and tail_threshold are '
                   'fractions of the frame area; downsample = label-map subsampling factor.')
     header.append('')
@@ -326,11 +335,11 @@ def run(args: argparse.Namespace) -> int:
               f'{"" if c.standard_fits else "(over) "}| {100 * c.standard.acc_std:.2f} | x{c.tail.scale} '
               f'q{c.tail.quality} {"" if c.tail_fits else "(over) "}| {100 * c.tail.acc_tail:.2f} | '
               f'{100 * c.standard.acc_tail:.2f} |')
-    print(f'\ntail threshold {100 * fit.threshold:.3f} % (regression R^2 {fit.r2:.3f}); train recall '
-          f'{train_det["recall"]:.2f} precision {train_det["precision"]:.2f}')
+    print(f'\ntail threshold {100 * fit.threshold:.3f} % ({fit.method}; regression slope {fit.slope:.4f}, '
+          f'R^2 {fit.r2:.3f}); train recall {_f2(train_det["recall"])} precision {_f2(train_det["precision"])}')
     if val_ref:
-        print(f'{args.val_split} at x{ref[0]} q{ref[1]}: recall {val_ref["recall"]:.2f}, '
-              f'precision {val_ref["precision"]:.2f}')
+        print(f'{args.val_split} at x{ref[0]} q{ref[1]}: recall {_f2(val_ref["recall"])}, '
+              f'precision {_f2(val_ref["precision"])}')
     print(f'wrote {out_yaml}' + (f' and {args.json}' if args.json else '')
           + f' ({time.perf_counter() - t_start:.0f} s)')
     return 0

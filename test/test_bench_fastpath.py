@@ -169,3 +169,13 @@ def test_fast_wrappers_are_drop_in(restorer, segmenter):
     fr, fs = fp.optimize_restorer(restorer), fp.optimize_segmenter(segmenter)
     assert fr.methods == restorer.methods and fr.method(4) == 'asr'
     assert fs.info is segmenter.info and fs.weights == segmenter.weights and fs.num_classes == 11
+
+
+def test_configure_threads_defaults_to_free_cores():
+    try:
+        assert 1 <= fp.free_cores() <= fp.available_cores()
+        n = fp.configure_threads()
+        assert 1 <= n <= fp.available_cores() and torch.get_num_threads() == n
+        assert fp.configure_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)

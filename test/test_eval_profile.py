@@ -54,6 +54,16 @@ def test_select_budget_per_frame_set_and_ties():
         select_levels([], [100], 10.0)
 
 
+def test_tail_config_is_never_coarser_than_standard():
+    table = [ConfigScore(4, 90, 4.0, 4.0, 0.70, 0.40),
+             ConfigScore(8, 90, 1.8, 1.8, 0.50, 0.55),     # best on tail frames but coarser: not allowed
+             ConfigScore(2, 40, 4.5, 4.5, 0.60, 0.45)]
+    lv = select_levels(table, [400], 10.0)[0]
+    assert (lv.standard.scale, lv.tail.scale, lv.tail.quality) == (4, 2, 40)
+    lv = select_levels(table, [330], 10.0)[0]              # 4.125 kB: x2 q40 no longer fits
+    assert (lv.standard.scale, lv.tail.scale) == (4, 4)
+
+
 def test_score_table_accumulates_confusion_matrices():
     cms = np.array([
         [[1, 1], [1, 1]],     # frame 0: the tail frame

@@ -10,7 +10,12 @@ Profile YAML schema (`config/profiles/<dataset>.yaml`, written by `runespoor pro
 
     dataset: camvid
     frame_rate: 10.0                 # frames/s the levels' byte budgets assume (edge frame-rate knob)
-    tail_detector: {small_region_area: 0.01, tail_threshold: 0.01, downsample: 4}
+    tail_detector:                   # the tail detector's settings (runespoor_cloud.tail_detector_node)
+      small_region_area: 0.01
+      tail_threshold: 0.01             # for scales without their own entry
+      rule: below                      # tail when the ratio is below (paper) / above the threshold
+      scale_thresholds: {4: 0.012}     # optional, per scale the judged frame was sent at
+      downsample: 4
     levels:                          # any order; bandwidth in kbit/s
       - bandwidth_kbps: 2000.0
         standard: {scale: 4, jpeg_quality: 90}
@@ -109,6 +114,19 @@ def parse_profile(doc, path: str = '<profile>') -> Profile:
         td = doc.get('tail_detector') or {}
         if not isinstance(td, dict):
             raise ValueError('tail_detector must be a mapping')
+        if td.get('rule', 'below') not in ('below', 'above'):
+            raise ValueError(f"tail_detector.rule must be 'below' or 'above', got {td['rule']!r}")
+        per_scale = td.get('scale_thresholds') or {}
+        if not isinstance(per_scale, dict):
+            raise ValueError('tail_detector.scale_thresholds must be a mapping scale -> fraction')
+        for sc, thr in per_scale.items():
+            try:
+                ok = int(sc) in VALID_SCALES and 0.0 <= float(thr) <= 1.0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f'tail_detector.scale_thresholds: {sc}: {thr!r} needs a scale in '
+                                 f'{list(VALID_SCALES)} and a fraction in [0, 1]')
         return Profile(str(doc.get('dataset', '')), frame_rate, levels, dict(td), str(path))
     except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong kind (null, list, ...)
         raise ProfileError(f'profile {path}: {exc}') from None
@@ -177,7 +195,8 @@ class CacController:
         return self._emit(f'bandwidth {kbps:g} kbit/s: level {old:g} -> {level.bandwidth_kbps:g} kbit/s')
 
     def on_tail_report(self, is_tail: bool, ratio: float, capture_stamp: float | None = None,
-                       now: float | None = None, sent_with: str = '') -> Decision | None:
+                       now: float | None = None, sent_with: str = '',
+                       threshold: float | None = None) -> Decision | None:
         """One tail detector verdict. `sent_with`: config_id of the knobs the judged frame was sent with
         ('' = unknown). In tail mode, a non-tail verdict on a frame sent *before* the switch (still in
         flight then) says nothing about the tail config and does not count towards going back (at most
@@ -191,7 +210,8 @@ class CacController:
             if capture_stamp is not None and now is not None:
                 reaction = max(0.0, now - capture_stamp)
                 self.reaction_times.append(reaction)
-            return self._emit(f'tail frame: small-region ratio {ratio:.4f} below threshold', reaction)
+            why = f' (threshold {threshold:.4f})' if threshold is not None else ''
+            return self._emit(f'tail frame: small-region ratio {ratio:.4f}{why}', reaction)
         if self.tail_mode and sent_with and sent_with != self.current()[1]:
             self.stale_run += 1
             if self.stale_run <= STALE_LIMIT:

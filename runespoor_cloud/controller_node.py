@@ -84,7 +84,7 @@ class ControllerNode(Node):
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.stats.frame(latency_ms=(now - stamp) * 1000)
         self.publish(self.cac.on_tail_report(msg.is_tail, msg.small_region_ratio, stamp, now,
-                                             sent_with=msg.knobs.config_id))
+                                             sent_with=msg.knobs.config_id, threshold=msg.tail_threshold))
 
     def on_link(self, msg: LinkStats) -> None:
         if self.p['bandwidth_source'] != 'link_stats' or msg.role != 'edge':

@@ -11,8 +11,12 @@
    whose mean bytes on the tail frames fit the same budget (mIoU = confusion matrix accumulated over the
    frame subset; ties -> fewer bytes). Where nothing fits, the smallest config is taken and flagged.
 4. The tail threshold: linear regression of the small-region ratio on frame mIoU at the reference config
-   (:func:`runespoor_cloud.tailmetrics.fit_tail_threshold`); recall and precision are reported on the
-   validation split at every scale (reference quality), tail = its worst 10 % frames.
+   (:func:`runespoor_cloud.tailmetrics.fit_tail_threshold`). With ``--tail-rule fit`` (default) the sign of
+   the slope chooses the rule: 'below' (the paper's: tail frames have few small regions) or 'above' (they
+   have many, as on CamVid). The same fit is made per scale at the reference quality (tail = that config's
+   worst 10 %), since restored label maps of coarser scales carry more small regions: `scale_thresholds`.
+   Recall and precision are reported on the validation split at every scale (reference quality), tail =
+   its worst 10 % frames, with each scale's own threshold.
 5. Writes the controller's profile YAML (default ``config/profiles/<dataset>.yaml``) with the figures that
    justify each choice as comments, and optionally a JSON with everything (for `runespoor report`).
 """
@@ -107,13 +111,18 @@ def score_table(cms: dict[tuple[int, int], np.ndarray], nbytes: dict[tuple[int, 
 
 
 def profile_document(levels: list[LevelChoice], frame_rate: float, threshold: float, small_region_area: float,
-                     tail_downsample: int, dataset: str) -> dict:
+                     tail_downsample: int, dataset: str, rule: str = 'below',
+                     scale_thresholds: dict[int, float] | None = None) -> dict:
     """The data the controller loads (see runespoor_cloud.controller.load_profile)."""
+    td = {'small_region_area': float(small_region_area), 'tail_threshold': round(float(threshold), 6),
+          'rule': rule}
+    if scale_thresholds:
+        td['scale_thresholds'] = {int(k): round(float(v), 6) for k, v in sorted(scale_thresholds.items())}
+    td['downsample'] = int(tail_downsample)
     return {
         'dataset': dataset,
         'frame_rate': float(frame_rate),
-        'tail_detector': {'small_region_area': float(small_region_area), 'tail_threshold': round(float(threshold), 6),
-                          'downsample': int(tail_downsample)},
+        'tail_detector': td,
         'levels': [{'bandwidth_kbps': float(lv.kbps),
                     'standard': {'scale': lv.standard.scale, 'jpeg_quality': lv.standard.quality},
                     'tail': {'scale': lv.tail.scale, 'jpeg_quality': lv.tail.quality}} for lv in levels],
@@ -177,6 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--qualities', default=','.join(map(str, DEFAULT_QUALITIES)))
     parser.add_argument('--reference', default='4:90', help='scale:quality that defines the tail frames')
     parser.add_argument('--tail-fraction', type=float, default=0.1, help='worst fraction of frames = tail')
+    parser.add_argument('--tail-rule', choices=['fit', 'below', 'above'], default='fit',
+                        help="tail detector rule: 'below' (the paper's: few small regions = tail), 'above', or "
+                             "'fit' (default): the sign of the regression slope at the reference config decides")
     parser.add_argument('--bandwidths', default=','.join(map(str, DEFAULT_LEVELS_KBPS)),
                         help='bandwidth levels, kbit/s, comma-separated')
     parser.add_argument('--frame-rate', type=float, default=10.0, help='frames/s the bandwidth levels carry')
@@ -267,19 +279,26 @@ def run(args: argparse.Namespace) -> int:
     tail = tm.tail_frames(ref_acc, args.tail_fraction)
     table = score_table({k: v['cm'] for k, v in arr.items()}, {k: v['bytes'] for k, v in arr.items()}, tail)
     choices = select_levels(table, levels, args.frame_rate)
-    fit = tm.fit_tail_threshold(arr[ref]['ratio'], ref_acc, tail)
-    train_det = tm.detection_scores(arr[ref]['ratio'], tail, fit.threshold)
+    fit = tm.fit_tail_threshold(arr[ref]['ratio'], ref_acc, tail, rule=args.tail_rule)
+    rule = fit.rule
+    train_det = tm.detection_scores(arr[ref]['ratio'], tail, fit.threshold, rule)
+    scale_fits = {}   # per scale at the reference quality, same rule (tail = that config's worst frames)
+    for sc in scales:
+        a = arr[(sc, ref[1])]
+        scale_fits[sc] = tm.fit_tail_threshold(a['ratio'], a['acc'], tm.tail_frames(a['acc'], args.tail_fraction),
+                                               rule=rule)
     val_det = []
-    for (s, q), v in sorted(val.items()):
-        d = tm.detection_scores(v['ratio'], tm.tail_frames(v['acc'], args.tail_fraction), fit.threshold)
-        d.update(scale=s, quality=q, method=plan[s])
+    for (sc, q), v in sorted(val.items()):
+        thr = scale_fits[sc].threshold if sc in scale_fits else fit.threshold
+        d = tm.detection_scores(v['ratio'], tm.tail_frames(v['acc'], args.tail_fraction), thr, rule)
+        d.update(scale=sc, quality=q, method=plan[sc])
         val_det.append(d)
     val_ref = next((d for d in val_det if d['scale'] == ref[0]), None)
 
     # ---- outputs
     out_yaml = args.out or paths.config_dir() / 'profiles' / f'{args.dataset}.yaml'
     doc = profile_document(choices, args.frame_rate, fit.threshold, args.small_region_area, args.tail_downsample,
-                           args.dataset)
+                           args.dataset, rule, {sc: f.threshold for sc, f in scale_fits.items()})
     header = [
         f'CAC profile for {args.dataset}, written by `runespoor profile` ({time.strftime("%Y-%m-%d %H:%M")}).',
         f'Command: {command_line("profile")}',
@@ -293,12 +312,22 @@ def run(args: argparse.Namespace) -> int:
         f'(R^2 {fit.r2:.3f}, {fit.frames} frames) at the tail boundary mIoU -> '
         f'{100 * fit.regression_threshold:.3f} %' + (
             '.' if fit.method == 'regression' else
-            f'; slope <= 0, so the threshold is the {100 * args.tail_fraction:g} % quantile of the ratios instead: '
-            f'{100 * fit.threshold:.3f} %.'),
+            f'; the slope contradicts the rule {rule!r}, so the threshold is the {100 * args.tail_fraction:g} % '
+            f'quantile of the ratios instead: {100 * fit.threshold:.3f} %.'),
+        f'rule: {rule!r} (--tail-rule {args.tail_rule}): a frame is a likely tail frame when its small-region ratio '
+        f'is {rule} the threshold.',
         f'  train ({args.split}, x{ref[0]} q{ref[1]}): recall {_f2(train_det["recall"])}, precision '
         f'{_f2(train_det["precision"])} ({train_det["flagged"]} flagged, {train_det["tail"]} tail frames)',
+        f'scale_thresholds: the same fit per scale at q{ref[1]} (tail = that config\'s worst '
+        f'{100 * args.tail_fraction:g} %):',
     ]
-    if fit.slope <= 0:
+    for sc, f in sorted(scale_fits.items()):
+        header.append(f'  x{sc}: ratio = {f.intercept:.5f} + {f.slope:.5f} * mIoU (R^2 {f.r2:.3f}) -> '
+                      f'{100 * f.threshold:.3f} % ({f.method})')
+    if rule == 'above':
+        header.append('  NOTE: on this data frames with MORE small regions have lower mIoU (negative slope), the '
+                      'opposite of the paper\'s observation on Cityscapes, so the fitted rule is "above".')
+    elif fit.slope <= 0:
         header.append(f'  NOTE: the slope is not positive: on this data frames with MORE small regions have lower '
                       f'mIoU, so "ratio below the threshold" (the paper\'s rule) cannot single out tail frames '
                       f'(precision by chance {args.tail_fraction:.2f}); see docs/results.')
@@ -306,8 +335,8 @@ def run(args: argparse.Namespace) -> int:
         header.append(f'  {args.val_split} x{d["scale"]} q{d["quality"]} ({d["method"]}, {d["frames"]} frames): recall '
                       f'{_f2(d["recall"])}, precision {_f2(d["precision"])} ({d["flagged"]} flagged, '
                       f'{d["tail"]} tail frames)')
-    header.append('Units: bandwidth_kbps kbit/s; frame_rate frames/s; small_region_area and tail_threshold are '
-                  'fractions of the frame area; downsample = label-map subsampling factor.')
+    header.append('Units: bandwidth_kbps kbit/s; frame_rate frames/s; small_region_area, tail_threshold and '
+                  'scale_thresholds are fractions of the frame area; downsample = label-map subsampling factor.')
     header.append('')
     write_text_atomic(render_yaml(doc, choices, header), out_yaml)
     if args.json:
@@ -317,7 +346,9 @@ def run(args: argparse.Namespace) -> int:
             'restoration': {str(s): m for s, m in plan.items()}, 'reference': {'scale': ref[0], 'quality': ref[1]},
             'tail_fraction': args.tail_fraction, 'tail_frames': int(tail.sum()), 'frame_rate': args.frame_rate,
             'small_region_area': args.small_region_area, 'tail_downsample': args.tail_downsample,
-            'threshold': fit.as_dict(), 'train_detection': train_det, 'val_detection': val_det,
+            'threshold': fit.as_dict(), 'rule': rule,
+            'scale_thresholds': {str(sc): f.as_dict() for sc, f in scale_fits.items()},
+            'train_detection': train_det, 'val_detection': val_det,
             'table': [asdict(c) for c in table],
             'levels': [{'kbps': c.kbps, 'budget_kbytes': c.budget_kbytes, 'standard': asdict(c.standard),
                         'tail': asdict(c.tail), 'standard_fits': c.standard_fits, 'tail_fits': c.tail_fits}
@@ -335,8 +366,10 @@ def run(args: argparse.Namespace) -> int:
               f'{"" if c.standard_fits else "(over) "}| {100 * c.standard.acc_std:.2f} | x{c.tail.scale} '
               f'q{c.tail.quality} {"" if c.tail_fits else "(over) "}| {100 * c.tail.acc_tail:.2f} | '
               f'{100 * c.standard.acc_tail:.2f} |')
-    print(f'\ntail threshold {100 * fit.threshold:.3f} % ({fit.method}; regression slope {fit.slope:.4f}, '
-          f'R^2 {fit.r2:.3f}); train recall {_f2(train_det["recall"])} precision {_f2(train_det["precision"])}')
+    print(f'\ntail rule {rule!r}, threshold {100 * fit.threshold:.3f} % ({fit.method}; regression slope '
+          f'{fit.slope:.4f}, R^2 {fit.r2:.3f}); per scale ' + ', '.join(
+              f'x{sc} {100 * f.threshold:.2f} %' for sc, f in sorted(scale_fits.items()))
+          + f'; train recall {_f2(train_det["recall"])} precision {_f2(train_det["precision"])}')
     if val_ref:
         print(f'{args.val_split} at x{ref[0]} q{ref[1]}: recall {_f2(val_ref["recall"])}, '
               f'precision {_f2(val_ref["precision"])}')

@@ -3,7 +3,10 @@
 A connected region (8-connectivity, one class, ignore label excluded) is *small* when its area / frame
 area < `small_region_area`. A frame's small-region ratio is the total area of its small regions / frame
 area; a frame whose ratio is **below** `tail_threshold` is a likely tail frame (few small objects left:
-the analytics lost the detail). The paper runs this on downsampled prediction maps; `downsample` does that
+the analytics lost the detail). That is the paper's rule (`rule='below'`); where the profiling data shows
+the opposite (on CamVid, worse frames have *more* small regions) the fitted profile says `rule: above`.
+The threshold may differ per scale the frame was sent at (`scale_thresholds` in the profile): the
+restored label maps of coarser scales carry more small spurious regions. The paper runs this on downsampled prediction maps; `downsample` does that
 with nearest-neighbour subsampling.
 
 Speed (see `_regions`): one `cv2.connectedComponents` per class *present*, on that class's bounding box
@@ -33,6 +36,7 @@ class TailResult:
     small_region_area: float
     downsample: int
     time_ms: float
+    rule: str = 'below'
 
 
 def _check(labels: np.ndarray, small_region_area: float, downsample: int) -> None:
@@ -127,16 +131,21 @@ def small_region_mask(labels: np.ndarray, small_region_area: float = DEFAULT_SMA
 
 def analyze(labels: np.ndarray, small_region_area: float = DEFAULT_SMALL_REGION_AREA,
             tail_threshold: float = DEFAULT_TAIL_THRESHOLD, downsample: int = DEFAULT_DOWNSAMPLE,
-            ignore: int = 255) -> TailResult:
-    """The tail detector's verdict on one label map."""
+            ignore: int = 255, rule: str = 'below') -> TailResult:
+    """The tail detector's verdict on one label map: a tail frame when the small-region ratio is below
+    `tail_threshold` (rule 'below', the paper's) or above it (rule 'above': fitted by `runespoor profile`
+    where worse frames have more small regions, as on CamVid)."""
     t0 = time.perf_counter()
     _check(labels, small_region_area, downsample)
     if not 0.0 <= float(tail_threshold) <= 1.0:
         raise ValueError(f'tail_threshold must be in [0, 1], got {tail_threshold!r}')
+    if rule not in ('below', 'above'):
+        raise ValueError(f"rule must be 'below' or 'above', got {rule!r}")
     small = _downsample(labels, int(downsample))
     small_area, n_small, n_all, _ = _regions(small, small_region_area, ignore, want_mask=False)
     ratio = small_area / small.size
-    return TailResult(small_region_ratio=float(ratio), is_tail=bool(ratio < tail_threshold),
+    is_tail = ratio < tail_threshold if rule == 'below' else ratio > tail_threshold
+    return TailResult(small_region_ratio=float(ratio), is_tail=bool(is_tail),
                       num_small_regions=n_small, num_regions=n_all, tail_threshold=float(tail_threshold),
                       small_region_area=float(small_region_area), downsample=int(downsample),
-                      time_ms=(time.perf_counter() - t0) * 1000.0)
+                      time_ms=(time.perf_counter() - t0) * 1000.0, rule=rule)

@@ -12,20 +12,56 @@ from sensor_msgs.msg import Image
 from runespoor.msg import EncodedFrame, TailReport
 from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_cloud.tail import DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, analyze
-from runespoor_common.params import Param, in_range
+from runespoor_common.params import Param, in_range, one_of
 from runespoor_common.qos import RELIABLE_QOS
 
 LABELS_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+def parse_scale_thresholds(text) -> dict[int, float]:
+    """'2:0.05,4:0.06' (or a {scale: threshold} mapping from a profile) -> {2: 0.05, 4: 0.06}, validated."""
+    from runespoor_edge.codec import VALID_SCALES
+    items = text.items() if isinstance(text, dict) else (
+        tuple(item.split(':', 1)) if ':' in item else (item, '') for item in str(text).split(',') if item.strip())
+    out = {}
+    for scale, thr in items:
+        try:
+            scale, thr = int(scale), float(thr)
+        except (TypeError, ValueError):
+            raise ValueError(f'scale_thresholds entry {scale}:{thr}: expected SCALE:FRACTION, e.g. "4:0.06"')
+        if scale not in VALID_SCALES or not 0.0 <= thr <= 1.0:
+            raise ValueError(f'scale_thresholds entry {scale}:{thr}: scale must be one of {list(VALID_SCALES)} '
+                             f'and the threshold in [0, 1]')
+        out[scale] = thr
+    return out
+
+
+def format_scale_thresholds(thresholds: dict[int, float]) -> str:
+    return ','.join(f'{s}:{t:g}' for s, t in sorted(thresholds.items()))
+
+
+def _scale_thresholds_check(v):
+    try:
+        parse_scale_thresholds(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
 
 PARAMS = [
     Param('small_region_area', DEFAULT_SMALL_REGION_AREA,
           'a region is small when its area / frame area is below this [fraction]', in_range(1e-6, 1.0)),
     Param('tail_threshold', DEFAULT_TAIL_THRESHOLD,
-          'a frame is a tail frame when its small-region ratio is below this [fraction]', in_range(0.0, 1.0)),
+          'a frame is a tail frame when its small-region ratio is below (tail_rule) this [fraction]; used for '
+          'scales without an entry in scale_thresholds', in_range(0.0, 1.0)),
+    Param('tail_rule', 'below', "'below': tail when the ratio is below the threshold (the paper's rule); "
+          "'above': when it is above (fitted where worse frames have more small regions)",
+          one_of('below', 'above')),
+    Param('scale_thresholds', '', 'per-scale thresholds "SCALE:FRACTION,..." for the scale the judged frame '
+          'was sent at, e.g. "4:0.06,8:0.11"; empty = tail_threshold for every scale', _scale_thresholds_check),
     Param('downsample', DEFAULT_DOWNSAMPLE, 'label map subsampling before the analysis [factor]',
           in_range(1, 64)),
     Param('profile', '', 'CAC profile YAML whose tail_detector section (fitted by `runespoor profile`) sets '
-          'the three values above; a bare name = config/profiles/<name>.yaml; empty = use the parameters',
+          'the values above; a bare name = config/profiles/<name>.yaml; empty = use the parameters',
           read_only=True),
 ]
 
@@ -44,12 +80,17 @@ class TailDetectorNode(Node):
             from runespoor_cloud.controller_node import resolve_profile
             from runespoor_cloud.controller import load_profile
             td = load_profile(resolve_profile(self.p['profile'])).tail_detector
-            for key in ('small_region_area', 'tail_threshold', 'downsample'):
+            for key in ('small_region_area', 'tail_threshold', 'downsample', 'rule', 'scale_thresholds'):
                 if key in td:
-                    self.p[key] = type(self.p[key])(td[key])
+                    name = {'rule': 'tail_rule'}.get(key, key)
+                    value = (format_scale_thresholds(parse_scale_thresholds(td[key]))
+                             if key == 'scale_thresholds' else type(self.p[name])(td[key]))
+                    self.p[name] = value
             self.get_logger().info(f'tail detector from profile {self.p["profile"]}: small_region_area '
-                                   f'{self.p["small_region_area"]}, tail_threshold {self.p["tail_threshold"]}, '
-                                   f'downsample {self.p["downsample"]}')
+                                   f'{self.p["small_region_area"]}, tail when the ratio is {self.p["tail_rule"]} '
+                                   f'{self.p["tail_threshold"]}'
+                                   + (f' (per scale {self.p["scale_thresholds"]})' if self.p['scale_thresholds']
+                                      else '') + f', downsample {self.p["downsample"]}')
         self.stats = NodeStats()
         self.infos: collections.OrderedDict = collections.OrderedDict()
         self.pub = self.create_publisher(TailReport, 'runespoor/tail_report', RELIABLE_QOS)
@@ -73,14 +114,21 @@ class TailDetectorNode(Node):
             return
         self.process(labels, msg.header)
 
+    def threshold_for(self, scale: int | None) -> float:
+        """The threshold for a frame sent at `scale` (None = unknown): its scale_thresholds entry, else
+        tail_threshold."""
+        per_scale = parse_scale_thresholds(self.p['scale_thresholds']) if self.p['scale_thresholds'] else {}
+        return per_scale.get(scale, self.p['tail_threshold'])
+
     def process(self, labels, header) -> TailReport:
+        info = self.infos.get(stamp_key(header.stamp))
         r = analyze(labels, small_region_area=self.p['small_region_area'],
-                    tail_threshold=self.p['tail_threshold'], downsample=int(self.p['downsample']))
+                    tail_threshold=self.threshold_for(int(info.knobs.scale) if info is not None else None),
+                    downsample=int(self.p['downsample']), rule=self.p['tail_rule'])
         report = TailReport(header=header, small_region_ratio=r.small_region_ratio,
                             tail_threshold=r.tail_threshold, small_region_area=r.small_region_area,
                             is_tail=r.is_tail, num_small_regions=r.num_small_regions,
                             num_regions=r.num_regions, downsample=r.downsample, detector_time_ms=r.time_ms)
-        info = self.infos.get(stamp_key(header.stamp))
         if info is not None:
             report.seq = info.seq
             report.knobs = info.knobs

@@ -143,17 +143,29 @@ class ThresholdFit:
     threshold: float      # c + d * boundary_accuracy clipped to [0, 1]; the quantile when slope <= 0
     r2: float
     frames: int
-    method: str = 'regression'     # or 'quantile' (slope <= 0, see the module docstring)
+    method: str = 'regression'     # or 'quantile' (rule 'below' forced on a slope <= 0)
     regression_threshold: float = float('nan')   # c + d * boundary_accuracy, whatever the slope
+    rule: str = 'below'            # tail when the ratio is 'below' the threshold (the paper) or 'above' it
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def fit_tail_threshold(ratios: Sequence[float], accuracy: Sequence[float], tail_mask: Sequence[bool]
-                       ) -> ThresholdFit:
+RULES = ('below', 'above')
+
+
+def fit_tail_threshold(ratios: Sequence[float], accuracy: Sequence[float], tail_mask: Sequence[bool],
+                       rule: str = 'below') -> ThresholdFit:
     """Least-squares line ratio = c + d * accuracy (frames with a finite accuracy), evaluated at the tail
-    boundary (the best accuracy among `tail_mask` frames). Raises ValueError when there is nothing to fit."""
+    boundary (the best accuracy among `tail_mask` frames). Raises ValueError when there is nothing to fit.
+
+    `rule`: 'below' is the paper's rule (a tail frame has a small-region ratio below the threshold), which
+    needs a positive slope; on a slope <= 0 the threshold is the tail-fraction quantile of the ratios instead
+    (method 'quantile'). 'fit' lets the sign of the slope choose: d > 0 -> 'below', d <= 0 -> 'above' (the
+    worse frames have *more* small regions, as measured on CamVid with ESPNet), and the threshold is the
+    line's value at the boundary in both cases. 'above' forces that rule (quantile from the top on d > 0)."""
+    if rule not in RULES + ('fit',):
+        raise ValueError(f"rule must be one of {RULES + ('fit',)}, got {rule!r}")
     r = np.asarray(ratios, dtype=np.float64)
     a = np.asarray(accuracy, dtype=np.float64)
     t = np.asarray(tail_mask, dtype=bool)
@@ -170,27 +182,43 @@ def fit_tail_threshold(ratios: Sequence[float], accuracy: Sequence[float], tail_
     ss_tot = float(((r[ok] - r[ok].mean()) ** 2).sum())
     boundary = float(a[t & ok].max())
     reg = float(np.clip(c + d * boundary, 0.0, 1.0))
-    if d > 0:
+    if rule == 'fit':
+        rule = 'below' if d > 0 else 'above'
+    fraction = float(t[ok].mean())
+    if (rule == 'below') == (d > 0):
         thr, method = reg, 'regression'
+    elif rule == 'below':
+        thr, method = float(np.quantile(r[ok], fraction)), 'quantile'
     else:
-        thr, method = float(np.quantile(r[ok], float(t[ok].mean()))), 'quantile'
+        thr, method = float(np.quantile(r[ok], 1.0 - fraction)), 'quantile'
     return ThresholdFit(intercept=float(c), slope=float(d), boundary_accuracy=boundary, threshold=thr,
                         r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float('nan'), frames=int(ok.sum()),
-                        method=method, regression_threshold=reg)
+                        method=method, regression_threshold=reg, rule=rule)
 
 
-def detection_scores(ratios: Sequence[float], tail_mask: Sequence[bool], threshold: float) -> dict:
-    """Recall and precision of "ratio < threshold" as a tail-frame detector against `tail_mask`.
+def flag_tail(ratios, threshold: float, rule: str = 'below'):
+    """The detector's verdict(s): ratio < threshold ('below', the paper) or ratio > threshold ('above')."""
+    if rule == 'below':
+        return np.asarray(ratios) < threshold
+    if rule == 'above':
+        return np.asarray(ratios) > threshold
+    raise ValueError(f'rule must be one of {RULES}, got {rule!r}')
+
+
+def detection_scores(ratios: Sequence[float], tail_mask: Sequence[bool], threshold: float,
+                     rule: str = 'below') -> dict:
+    """Recall and precision of "ratio < threshold" (rule 'below'; '>' for 'above') as a tail-frame detector
+    against `tail_mask`.
     recall = flagged tail / all tail; precision = flagged tail / all flagged (nan when nothing is flagged)."""
     r = np.asarray(ratios, dtype=np.float64)
     t = np.asarray(tail_mask, dtype=bool)
-    flagged = r < threshold
+    flagged = flag_tail(r, threshold, rule)
     tp = int((flagged & t).sum())
-    return {'threshold': float(threshold), 'recall': tp / int(t.sum()) if t.any() else float('nan'),
+    return {'threshold': float(threshold), 'rule': rule, 'recall': tp / int(t.sum()) if t.any() else float('nan'),
             'precision': tp / int(flagged.sum()) if flagged.any() else float('nan'),
             'flagged': int(flagged.sum()), 'tail': int(t.sum()), 'frames': int(r.size)}
 
 
 __all__ = ['EPISODE_LENGTH', 'TAIL_FRACTION', 'iou_present', 'present_miou', 'tail_class_set', 'tail_miou',
            'tail_miou_normalized', 'episodes', 'episode_mious', 'frame_tail_stats', 'tail_frames',
-           'ThresholdFit', 'fit_tail_threshold', 'detection_scores']
+           'ThresholdFit', 'RULES', 'fit_tail_threshold', 'flag_tail', 'detection_scores']

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: random)')
     parser.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
                         help='override a node parameter, e.g. --set cac_controller:return_after=3')
+    parser.add_argument('--cloud-process', choices=['single', 'per-node'], default='single',
+                        help='cloud nodes in one process (default: restored frames handed over by direct calls, '
+                             'as `runespoor launch cloud --single-process`) or one process per node')
     parser.add_argument('--no-baselines', action='store_true',
                         help='skip the offline ASR-only / bilinear-only replays for the timeline')
 
@@ -167,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     sets = parse_sets(args.set)
     for node, defaults in (('restorer', {'methods': methods}), ('bag_player', {'restamp': True})):
         sets[node] = {**defaults, **sets.get(node, {})}
-    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets)
+    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets,
+                   single_process_cloud=args.cloud_process == 'single')
     robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets)
     replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets)
     recorder = subprocess.Popen(
@@ -303,13 +307,30 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
     }
 
 
+def baseline_config(profile, sent_frame, kbps_at_capture: float):
+    """The config a controller without the content-aware switch would have used for a frame: the standard
+    config of the bandwidth level the live controller had chosen when the edge sent it (its config_id
+    "<kbps>kbps/<mode>"), so the baselines follow the bandwidth with the same delay as the live run; the
+    schedule's level at the capture time when the frame's config_id is unknown."""
+    level = None
+    if sent_frame is not None and sent_frame.config_id.endswith(('kbps/standard', 'kbps/tail')):
+        try:
+            kbps = float(sent_frame.config_id.split('kbps/')[0])
+            level = next((lv for lv in profile.levels if lv.bandwidth_kbps == kbps), None)
+        except ValueError:
+            level = None
+    return (level or profile.level_for(kbps_at_capture)).standard
+
+
 def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str, dict]:
-    """ASR only and bilinear only over the same frames and schedule: each frame sent with the standard
-    config of the bandwidth level in force when it was captured (no tail switching)."""
+    """ASR only and bilinear only over the same frames and schedule: each frame encoded offline with the
+    standard config of the bandwidth level in force for it in the live run (no tail switching; see
+    baseline_config), restored with ASR or bilinear, and segmented by the same model."""
     from runespoor_cloud.controller import load_profile
     from runespoor_cloud.restore import Restorer
     from runespoor_edge.codec import edge_roundtrip
     profile = load_profile(paths.config_dir() / 'profiles' / f'{seg.info.name}.yaml')
+    sent_by_stamp = {int(round(f.stamp * 1e9)): f for f in m.sent}
     out = {'ASR only': {}, 'bilinear only': {}}
     restorers = {}
     for k in frames:
@@ -317,7 +338,7 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str
             continue
         t = k * 1e-9 - t0
         kbps = next(kb for ts, kb in reversed(schedule) if ts <= max(t, 0))
-        cfg = profile.level_for(kbps).standard
+        cfg = baseline_config(profile, sent_by_stamp.get(k), kbps)
         img = m.images[k]
         lr, _ = edge_roundtrip(img, cfg.scale, cfg.jpeg_quality)
         for name, method in (('ASR only', 'asr'), ('bilinear only', 'bilinear')):

@@ -35,6 +35,17 @@ def test_profile_levels_sorted_and_frame_rate_inherited():
         parse_profile(dup, 'dup.yaml')
 
 
+def test_profile_tail_detector_rule_and_scale_thresholds_are_validated():
+    good = {**DOC, 'tail_detector': {'tail_threshold': 0.04, 'rule': 'above', 'scale_thresholds': {4: 0.06, 8: 0.1}}}
+    assert parse_profile(good).tail_detector['scale_thresholds'] == {4: 0.06, 8: 0.1}
+    for td, what in (({'rule': 'sideways'}, 'rule'), ({'scale_thresholds': [0.1]}, 'mapping'),
+                     ({'scale_thresholds': {3: 0.1}}, 'scale_thresholds'),
+                     ({'scale_thresholds': {4: 1.5}}, 'scale_thresholds'),
+                     ({'scale_thresholds': {4: 'x'}}, 'scale_thresholds')):
+        with pytest.raises(ProfileError, match=what):
+            parse_profile({**DOC, 'tail_detector': td}, 'bad.yaml')
+
+
 def test_start_and_tail_switch_at_once_with_reaction_time():
     c = ctl(kbps=700)
     d = c.start()

@@ -161,6 +161,17 @@ def test_segmentation_and_tail_detector_nodes(rclpy_context, shared_dir):
     img_pub.publish(rgb_to_image(plain, 'rgb8', encoded_frame(plain, 4, sec=6).header))
     assert wait_for(lambda: len(reports) >= 2, 30, spin=spin)
     assert reports[1].is_tail and reports[1].small_region_ratio < 0.02 and reports[1].seq == 0
+    assert reports[1].tail_threshold == pytest.approx(0.02)
+    # per-scale thresholds and the 'above' rule, set at run time: the frame was sent at x4, so 4's entry applies
+    from rclpy.parameter import Parameter
+    res = tail.set_parameters([Parameter('scale_thresholds', value=f'4:{ref.small_region_ratio / 2:.6f},8:0.9'),
+                               Parameter('tail_rule', value='above')])
+    assert all(x.successful for x in res)
+    assert not tail.set_parameters([Parameter('scale_thresholds', value='3:0.1')])[0].successful
+    img_pub.publish(msg)
+    assert wait_for(lambda: len(reports) >= 3, 30, spin=spin)
+    assert reports[2].tail_threshold == pytest.approx(ref.small_region_ratio / 2, rel=1e-4)
+    assert reports[2].is_tail and reports[2].seq == 17          # ratio above half itself: 'above' flags it
     # a wrong encoding is rejected with a counter, nothing published
     bad = rgb_to_image(rgb, 'rgb8', info.header)
     bad.encoding = '32FC1'

@@ -126,3 +126,13 @@ def test_non_uint8_maps():
         analyze(lab + 300)
     with pytest.raises(ValueError, match='integer'):
         analyze(_map().astype(np.float32))
+
+
+def test_rule_above_flags_frames_with_many_small_regions():
+    """The fitted 'above' rule (CamVid: worse frames have more small regions) inverts the verdict."""
+    r = analyze(_map(), small_region_area=0.01, tail_threshold=0.005, downsample=1, rule='above')
+    assert r.rule == 'above' and r.is_tail      # 0.64 % is above 0.5 %
+    assert not analyze(_map(), 0.01, 0.0065, 1, rule='above').is_tail
+    assert analyze(_map(), 0.01, 0.0065, 1, rule='below').is_tail
+    with pytest.raises(ValueError, match='rule'):
+        analyze(_map(), 0.01, 0.01, 1, rule='sideways')

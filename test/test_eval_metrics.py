@@ -152,3 +152,24 @@ def test_threshold_fit_noisy_and_scores_by_hand():
     assert none['recall'] == 0.0 and math.isnan(none['precision'])
     with pytest.raises(ValueError):
         tm.fit_tail_threshold([0.1, 0.2], [0.5, 0.5], [True, False])
+
+
+def test_threshold_fit_rule_fit_takes_the_sign_of_the_slope():
+    acc = np.linspace(0.2, 0.8, 61)
+    tail = tm.tail_frames(acc, 0.1)                      # acc 0.20 ... 0.26
+    down = 0.08 - 0.05 * acc                             # worse frames: more small regions
+    fit = tm.fit_tail_threshold(down, acc, tail, rule='fit')
+    assert fit.rule == 'above' and fit.method == 'regression'
+    assert fit.threshold == pytest.approx(0.08 - 0.05 * 0.26)
+    sc = tm.detection_scores(down, tail, fit.threshold - 1e-12, rule='above')
+    assert (sc['recall'], sc['precision'], sc['rule']) == (1.0, 1.0, 'above')
+    up = 0.01 + 0.05 * acc                               # the paper's case
+    assert tm.fit_tail_threshold(up, acc, tail, rule='fit').rule == 'below'
+    # 'above' forced on a positive slope: the top quantile of the ratios
+    forced = tm.fit_tail_threshold(up, acc, tail, rule='above')
+    assert forced.method == 'quantile' and forced.threshold == pytest.approx(np.quantile(up, 1 - 7 / 61))
+    assert tm.flag_tail([0.1, 0.3], 0.2, 'above').tolist() == [False, True]
+    with pytest.raises(ValueError):
+        tm.fit_tail_threshold(up, acc, tail, rule='sideways')
+    with pytest.raises(ValueError):
+        tm.flag_tail([0.1], 0.2, 'fit')

@@ -94,3 +94,10 @@ def test_yaml_round_trips_with_comments():
     assert loaded['levels'][1] == {'bandwidth_kbps': 400.0, 'standard': {'scale': 4, 'jpeg_quality': 90},
                                    'tail': {'scale': 2, 'jpeg_quality': 40}}
     assert math.isclose(loaded['tail_detector']['tail_threshold'], 0.012346)
+    assert loaded['tail_detector']['rule'] == 'below' and 'scale_thresholds' not in loaded['tail_detector']
+    doc2 = profile_document(levels, 10.0, 0.05, 0.01, 4, 'camvid', 'above', {8: 0.1123456, 4: 0.07})
+    loaded2 = yaml.safe_load(render_yaml(doc2, levels, ['h']))
+    assert loaded2['tail_detector']['rule'] == 'above'
+    assert loaded2['tail_detector']['scale_thresholds'] == {4: 0.07, 8: 0.112346}
+    from runespoor_cloud.controller import parse_profile
+    assert parse_profile(loaded2).tail_detector['scale_thresholds'][8] == pytest.approx(0.112346)

@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame
 from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_common.params import Param, in_range, one_of
+from runespoor_common.params import Param, size_check, in_range, one_of
 from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS
 
 #: Only the newest uplink frame matters: a deeper queue would only add latency.
@@ -69,7 +69,19 @@ PARAMS = [
     # fastpath.TOLERANCE; false = the plain eager fp32 Restorer
     Param('optimized', True, 'fast inference: channels-last, frozen graph, bf16 SR on CPUs with native bf16 '
           '(fp16 on CUDA); false = plain eager fp32', read_only=True),
+    Param('warmup_size', 'native', "frame size WIDTHxHEIGHT to run every model once at start-up (the first "
+          "frame of each model otherwise costs seconds: graph tracing); 'native' = the data set's size "
+          "(CamVid 480x360, Cityscapes 1024x512), 'none' = no warm-up", size_check, read_only=True),
 ]
+
+
+def warmup_size(value: str, dataset: str) -> tuple[int, int] | None:
+    """The warm-up frame size of a `warmup_size` parameter value ('native' = the data set's size)."""
+    from runespoor_common.params import parse_size
+    if str(value).strip().lower() == 'native':
+        from runespoor_cloud.datasets import get_info
+        return tuple(get_info(dataset).native_size) or None
+    return parse_size(value, 'warmup_size')
 
 
 class RestorerNode(Node):
@@ -86,8 +98,16 @@ class RestorerNode(Node):
         if p['optimized']:  # drop-in wrapper: same restore()/method()/methods (runespoor_cloud.fastpath)
             from runespoor_cloud.fastpath import optimize_restorer
             self.restorer = optimize_restorer(self.restorer)
+        size = warmup_size(p['warmup_size'], p['dataset'])
+        if size is not None:  # every scale's graph is traced now, not on its first real frame
+            import numpy as np
+            for scale in sorted(methods):
+                lr = np.zeros((size[1] // scale, size[0] // scale, 3), np.uint8)
+                for _ in range(2):
+                    self.restorer.restore(lr, scale, source_size=size)
         self.get_logger().info(f'restoration {methods} on {p["device"]} loaded in '
-                               f'{time.monotonic() - t0:.1f} s')
+                               f'{time.monotonic() - t0:.1f} s'
+                               + (f' (warmed up at {size[0]}x{size[1]})' if size else ''))
         self.stats = NodeStats()
         self.sink = None  # single-process mode: callable(rgb, header, info_msg) instead of DDS
         self.session = None

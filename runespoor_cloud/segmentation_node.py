@@ -13,7 +13,7 @@ from sensor_msgs.msg import Image
 from runespoor.msg import ClassMap
 from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_cloud.overlay import blend_overlay, palette_lut
-from runespoor_common.params import Param, in_range, one_of
+from runespoor_common.params import Param, in_range, one_of, size_check
 from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS
 
 #: newest restored frame only (reliable so multi-MB images are not lost, depth 1 so none go stale)
@@ -33,6 +33,9 @@ PARAMS = [
           'false = plain eager fp32', read_only=True),
     Param('overlay_alpha', 0.5, 'weight of the class colours in the overlay', in_range(0.0, 1.0)),
     Param('publish_overlay', True, 'publish runespoor/segmentation/overlay'),
+    Param('warmup_size', 'native', "frame size WIDTHxHEIGHT to run the model once at start-up (the first frame "
+          "otherwise costs seconds: graph tracing); 'native' = the data set's size, 'none' = no warm-up",
+          size_check, read_only=True),
 ]
 
 
@@ -51,8 +54,14 @@ class SegmentationNode(Node):
             self.seg = optimize_segmenter(self.seg)
         info = self.seg.info
         self.palette = palette_lut(info.palette, info.ignore_label)
+        from runespoor_cloud.restorer_node import warmup_size
+        size = warmup_size(self.p['warmup_size'], self.p['dataset'])
+        if size is not None:  # the graph is traced now, not on the first real frame
+            for _ in range(2):
+                self.seg.predict(np.zeros((size[1], size[0], 3), np.uint8))
         self.get_logger().info(f'{self.p["arch"]} ({info.name}, {info.num_classes} classes) from '
-                               f'{self.seg.weights} on {self.p["device"]} in {time.monotonic() - t0:.1f} s')
+                               f'{self.seg.weights} on {self.p["device"]} in {time.monotonic() - t0:.1f} s'
+                               + (f' (warmed up at {size[0]}x{size[1]})' if size else ''))
         self.stats = NodeStats()
         self.sink = None  # single-process mode: callable(labels, header) instead of DDS
         self.labels_pub = self.create_publisher(Image, 'runespoor/segmentation/labels', IMAGE_QOS)

@@ -168,7 +168,9 @@ def run(args: argparse.Namespace) -> int:
     methods = restoration_methods(Path(args.weights_dir) if args.weights_dir else paths.weights_dir())
     print(f'demo: restoration per scale: {methods}')
     sets = parse_sets(args.set)
-    for node, defaults in (('restorer', {'methods': methods}), ('bag_player', {'restamp': True})):
+    warm = f'{info["width"]}x{info["height"]}'  # trace the models at the replay's size before it starts
+    for node, defaults in (('restorer', {'methods': methods, 'warmup_size': warm}),
+                           ('segmentation', {'warmup_size': warm}), ('bag_player', {'restamp': True})):
         sets[node] = {**defaults, **sets.get(node, {})}
     cloud = Runner('cloud', cloud_values, env=env, param_sets=sets,
                    single_process_cloud=args.cloud_process == 'single')
@@ -269,17 +271,32 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
     curves = {'ASR+CAC': ra.per_second([t_of[k] for k in keys], [live_acc[k] for k in keys], t0, end) / hr_sec}
     for name, acc in baselines.items():
         curves[name] = ra.per_second([t_of[k] for k in keys], [acc[k] for k in keys], t0, end) / hr_sec
-    sent_sec = np.zeros_like(secs)
+    sent_sec, sent_tail_sec = np.zeros_like(secs), np.zeros_like(secs)
     for f in sent:
         i = int(f.send_time - t0)
         if 0 <= i < len(secs):
             sent_sec[i] += f.nbytes * 8 / 1000
+            if f.tail_mode:
+                sent_tail_sec[i] += f.nbytes * 8 / 1000
     budget = np.array([next(k for t, k in reversed(schedule) if t <= s) for s in secs])
-    switches = [(e.time - t0, e.tail_mode) for e in m.knobs if e.time >= t0]
+    spans = ra.tail_spans(m.knobs, t0, end)
+    level_changes = [e.time - t0 for e in m.knobs if e.time >= t0 and e.reason.startswith('bandwidth')]
     tails = [e.stamp - t0 for e in m.tails if e.is_tail]
-    ra.plot_timeline(run_dir / 'timeline.png', secs, curves, sent_sec, budget, switches, tails,
-                     f'Runespoor CAC on {info.get("name", "replay")} (accuracy vs '
-                     f'{"labels" if have_gt else "HR predictions"}, relative to HR)')
+    ra.plot_timeline(run_dir / 'timeline.png', secs, curves, sent_sec, budget, spans, tails,
+                     f'Runespoor CAC on {info.get("name", "replay")}: accuracy vs '
+                     f'{"labels" if have_gt else "HR predictions"}, relative to HR inference',
+                     level_changes=level_changes, sent_tail_kbps=sent_tail_sec)
+    # frame-level comparison: per schedule phase, and on the frames the edge sent with a tail config
+    methods = {'ASR+CAC': live_acc, **baselines}
+    rel = lambda sel, acc: (float(np.nanmean([acc[k] for k in sel]) / np.nanmean([hr_acc[k] for k in sel]))  # noqa: E731
+                            if sel else None)
+    per_phase = []
+    for ph in ra.phases(schedule, end):
+        sel = [k for k in keys if ph.start <= t_of[k] - t0 < ph.end]
+        per_phase.append({'start_s': ph.start, 'end_s': ph.end, 'budget_kbps': ph.kbps, 'frames': len(sel),
+                          **{name: rel(sel, acc) for name, acc in methods.items()}})
+    tail_sel = [k for k in keys if k in by_key and by_key[k].tail_mode]
+    tail_mode_frames = {'frames': len(tail_sel), **{name: rel(tail_sel, acc) for name, acc in methods.items()}}
     write_overlay_video(m, run_dir / 'overlay.mp4', info['fps'])
 
     reaction = ra.reaction_times(m.tails, sent)
@@ -303,6 +320,9 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
         'frame_miou': {'ASR+CAC': mean(live_acc), 'HR': mean(hr_acc),
                        **{k: mean({f: v[f] for f in keys}) for k, v in baselines.items()}},
         'relative_accuracy_mean': {k: float(np.nanmean(v)) for k, v in curves.items()},
+        'relative_accuracy_per_phase': per_phase,
+        'relative_accuracy_tail_mode_frames': tail_mode_frames,
+        'tail_mode_spans_s': [[round(a, 3), round(b, 3)] for a, b in spans],
         'sent_frames_tail_mode': sum(1 for f in sent if f.tail_mode),
     }
 
@@ -378,6 +398,15 @@ def write_summary_md(run_dir: Path, s: dict) -> None:
     acc = '\n'.join(f'| {k} | {_fmt(v and 100 * v, " %", 1)} | '
                     f'{_fmt(100 * s["relative_accuracy_mean"].get(k, float("nan")), " %", 1) if k in s["relative_accuracy_mean"] else "–"} |'
                     for k, v in s['frame_miou'].items())
+    names = list(s['frame_miou'].keys() - {'HR'})
+    names = [n for n in ('ASR+CAC', 'ASR only', 'bilinear only') if n in names]
+    pct = lambda v: _fmt(None if v is None else 100 * v, ' %', 1)  # noqa: E731
+    phase_rows = '\n'.join(f"| {p['start_s']:.1f}–{p['end_s']:.1f} s | {p['budget_kbps']:.0f} | {p['frames']} | "
+                           + ' | '.join(pct(p.get(n)) for n in names) + ' |'
+                           for p in s.get('relative_accuracy_per_phase', []))
+    tm = s.get('relative_accuracy_tail_mode_frames', {})
+    tail_row = f"| frames sent with the tail config | – | {tm.get('frames', 0)} | " + ' | '.join(
+        pct(tm.get(n)) for n in names) + ' |'
     text = f"""# Runespoor demo run
 
 Source: {s['source'].get('name', '?')} ({s['source']['width']}x{s['source']['height']} @ {s['source']['fps']:.1f} fps),
@@ -402,6 +431,14 @@ Accuracy (per-frame mIoU against {s['accuracy_reference']}, and per-second accur
 |---|---|---|
 {acc}
 
+Per phase and on the frames the edge sent with a tail config (mean frame mIoU / mean HR frame mIoU on the
+same frames; the baselines use the standard config of the bandwidth level the live controller was at):
+
+| frames | budget [kbit/s] | frames | {' | '.join(names)} |
+|---|---|---|{'---|' * len(names)}
+{phase_rows}
+{tail_row}
+
 ![timeline](timeline.png)
 
 Files: `summary.json`, `timeline.png`, `overlay.mp4`, `recording/` (MCAP: open in Foxglove or `ros2 bag info`).
@@ -412,10 +449,13 @@ Files: `summary.json`, `timeline.png`, `overlay.mp4`, `recording/` (MCAP: open i
 def print_result(run_dir: Path, s: dict) -> None:
     r = s['cac_reaction_ms']
     rel = s['relative_accuracy_mean']
+    tm = s.get('relative_accuracy_tail_mode_frames', {})
     print('\n'.join([
         f'demo: done -> {run_dir}',
         f"  frames captured/sent/processed: {s['frames']['captured']}/{s['frames']['sent']}/{s['frames']['processed']}"
         f"   cloud {s['cloud_fps']:.2f} fps   tail frames flagged {s['tail_frames_flagged']}   switches {s['knob_switches']}",
         f"  CAC reaction: median {_fmt(r['median'], ' ms')}, p95 {_fmt(r['p95'], ' ms')} (paper ~500 ms)",
         '  relative accuracy: ' + ', '.join(f'{k} {100 * v:.1f} %' for k, v in rel.items()),
+        f"  on the {tm.get('frames', 0)} frames sent with the tail config: "
+        + ', '.join(f'{k} {100 * v:.1f} %' for k, v in tm.items() if k != 'frames' and v is not None),
     ]))

@@ -88,3 +88,28 @@ def declare(node, params: list[Param],
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def parse_size(text: str, what: str = 'size') -> tuple[int, int] | None:
+    """'480x360' -> (480, 360); 'none' or '' -> None. Raises ValueError on anything else."""
+    t = str(text).strip().lower()
+    if t in ('', 'none'):
+        return None
+    try:
+        w, h = (int(v) for v in t.split('x'))
+    except ValueError:
+        raise ValueError(f'{what} must be WIDTHxHEIGHT (e.g. 480x360) or none, got {text!r}') from None
+    if not (1 <= w <= 16384 and 1 <= h <= 16384):
+        raise ValueError(f'{what} {w}x{h} outside 1..16384 a side')
+    return w, h
+
+
+def size_check(v):
+    """Param check for a WIDTHxHEIGHT / none / native value."""
+    if str(v).strip().lower() == 'native':
+        return None
+    try:
+        parse_size(v)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -155,35 +155,61 @@ def per_second(times: list[float], values: list[float], t0: float, end: float) -
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def tail_spans(knobs: list[KnobEvent], t0: float, end: float) -> list[tuple[float, float]]:
+    """[(start, stop)] in seconds from t0 of the periods the controller held a tail config (a knob event
+    with tail_mode opens one, the next without closes it; one still open is closed at `end`)."""
+    spans, start = [], None
+    for e in sorted(knobs, key=lambda e: e.time):
+        if e.tail_mode and start is None:
+            start = e.time - t0
+        elif not e.tail_mode and start is not None:
+            spans.append((start, e.time - t0))
+            start = None
+    if start is not None:
+        spans.append((start, end))
+    return [(max(a, 0.0), b) for a, b in spans if b > 0]
+
+
 def plot_timeline(path, seconds: np.ndarray, curves: dict[str, np.ndarray], sent_kbps: np.ndarray,
-                  budget_kbps: np.ndarray, switches: list[tuple[float, bool]], tails: list[float],
-                  title: str) -> None:
-    """The paper's Fig. 12: relative accuracy per second per method, the sent rate and the knob changes."""
+                  budget_kbps: np.ndarray, spans: list[tuple[float, float]], tails: list[float],
+                  title: str, level_changes: list[float] = (), sent_tail_kbps: np.ndarray | None = None) -> None:
+    """The paper's Fig. 12: relative accuracy per second per method (top), the sent rate under the link
+    budget (bottom); shaded: the periods the edge ran the tail config; ticks: frames the detector flagged;
+    dotted lines: bandwidth-level changes of the controller."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={'height_ratios': [3, 2]})
     styles = {'ASR+CAC': ('tab:red', 'o-'), 'ASR only': ('tab:blue', 's--'), 'bilinear only': ('tab:gray', '^:')}
+    for a in (ax, bx):
+        for i, (t_on, t_off) in enumerate(spans):
+            a.axvspan(t_on, t_off, color='tab:green', alpha=0.15, lw=0,
+                      label='tail config in force' if (i == 0 and a is ax) else None)
+        for i, t in enumerate(level_changes):
+            a.axvline(t, color='tab:purple', lw=0.8, ls=':', alpha=0.8,
+                      label='bandwidth level change' if (i == 0 and a is ax) else None)
     for name, values in curves.items():
         color, fmt = styles.get(name, (None, 'o-'))
         ax.plot(seconds + 0.5, 100 * values, fmt, color=color, label=name, markersize=4)
-    for t in tails:
-        ax.axvspan(t, t + 0.05, color='tab:orange', alpha=0.25, lw=0)
-    for t, tail in switches:
-        for a in (ax, bx):
-            a.axvline(t, color='tab:green' if tail else 'tab:purple', lw=0.8, alpha=0.7)
+    if len(tails):
+        lo = ax.get_ylim()[0]
+        ax.plot(tails, [lo] * len(tails), '|', color='tab:orange', markersize=10, mew=1.5,
+                label='tail frame flagged')
     ax.set_ylabel('accuracy relative to HR [%]')
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.plot([], [], color='tab:green', label='knobs -> tail config')
-    ax.plot([], [], color='tab:purple', label='knobs -> standard config')
-    ax.legend(loc='lower left', fontsize=8)
+    ax.legend(loc='lower left', fontsize=7, ncol=2)
     bx.step(seconds, budget_kbps, where='post', color='k', label='link budget')
-    bx.bar(seconds + 0.5, sent_kbps, width=0.8, color='tab:red', alpha=0.5, label='sent (ASR+CAC)')
-    bx.set_ylabel('kbit/s')
+    tail_part = np.zeros_like(sent_kbps) if sent_tail_kbps is None else sent_tail_kbps
+    bx.bar(seconds + 0.5, sent_kbps - tail_part, width=0.8, color='tab:red', alpha=0.5,
+           label='sent, standard config')
+    if sent_tail_kbps is not None and np.any(tail_part > 0):
+        bx.bar(seconds + 0.5, tail_part, bottom=sent_kbps - tail_part, width=0.8, color='tab:green', alpha=0.7,
+               label='sent, tail config')
+    bx.set_ylabel('kbit/s (ASR+CAC)')
     bx.set_xlabel('time since the first frame [s]')
-    bx.legend(loc='upper right', fontsize=8)
+    bx.legend(loc='upper right', fontsize=7)
     bx.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -58,5 +58,15 @@ def test_per_second_bins_and_timeline_plot(tmp_path):
     path = tmp_path / 't.png'
     secs = np.arange(4.0)
     ra.plot_timeline(path, secs, {'ASR+CAC': v, 'ASR only': v * 0.9}, np.ones(4), np.ones(4) * 2,
-                     [(1.2, True), (2.5, False)], [1.0], 'test')
+                     [(1.2, 2.5)], [1.0], 'test', level_changes=[0.5], sent_tail_kbps=np.array([0, .5, .5, 0]))
     assert path.stat().st_size > 10000
+
+
+def test_tail_spans_from_knob_events():
+    ev = lambda t, tail: ra.KnobEvent(t, 'x', tail, '')  # noqa: E731
+    knobs = [ev(100.0, False), ev(101.0, True), ev(102.5, False), ev(103.0, False), ev(104.0, True),
+             ev(98.0, True), ev(99.5, True)]         # out of order: sorted by time
+    # 98 opens a span closed at 100 (= t0: nothing left of it), 101-102.5, 104 still open at the end
+    assert ra.tail_spans(knobs, t0=100.0, end=6.0) == [(1.0, 2.5), (4.0, 6.0)]
+    # one second earlier t0: the first span is clipped to start at 0
+    assert ra.tail_spans(knobs, t0=99.0, end=6.0) == [(0.0, 1.0), (2.0, 3.5), (5.0, 6.0)]

@@ -61,3 +61,21 @@ def test_invalid_start_value_stops_with_reason(tmp_path):
             make_node(ctx, ['--ros-args', '-p', 'device:=tpu'])
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_size_values_for_warmup():
+    from runespoor_common.params import parse_size, size_check
+    assert parse_size('480x360') == (480, 360) and parse_size(' 1024X512 ') == (1024, 512)
+    assert parse_size('none') is None and parse_size('') is None
+    for bad in ('480', '480x', 'x360', '0x10', '99999x10', 'axb'):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+        assert size_check(bad)
+    assert size_check('native') is None and size_check('none') is None and size_check('32x24') is None
+
+
+def test_warmup_size_native_is_the_data_sets_size():
+    from runespoor_cloud.restorer_node import warmup_size
+    assert warmup_size('native', 'camvid') == (480, 360)
+    assert warmup_size('native', 'cityscapes') == (1024, 512)
+    assert warmup_size('none', 'camvid') is None and warmup_size('64x48', 'camvid') == (64, 48)

@@ -34,5 +34,19 @@ def test_demo_short_run(tmp_path, shared_dir):
         assert phase['sent_kbps'] <= 1.25 * phase['budget_kbps'], phase
     for name in ('summary.md', 'timeline.png', 'overlay.mp4'):
         assert (run_dir / name).stat().st_size > 1000, name
-    assert list((run_dir / 'recording').glob('*.mcap')), 'no MCAP recording'
+    mcaps = list((run_dir / 'recording').glob('*.mcap'))
+    assert mcaps, 'no MCAP recording'
+    # an independent reader (the MCAP project's own, with its ros2msg schema parser, as Foxglove reads
+    # them) decodes every message of the recording
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    counts = {}
+    with open(mcaps[0], 'rb') as fh:
+        for _, channel, _, decoded in make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            if channel.topic == '/runespoor/knobs':
+                assert decoded.config_id and decoded.scale in (1, 2, 4, 6, 8)
+    for topic in ('/camera/image_raw', '/runespoor/uplink', '/runespoor/segmentation/labels',
+                  '/runespoor/tail_report', '/runespoor/knobs', '/runespoor/link_stats'):
+        assert counts.get(topic, 0) > 0, (topic, counts)
     assert 'CAC reaction' in (run_dir / 'summary.md').read_text()

@@ -283,8 +283,10 @@ def fig_bandwidth(res: Results, path: Path, frame_rate: float | None = None) -> 
     return path
 
 
-def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1) -> list[dict]:
-    """Per scale: the detector on the predictions of the best available method (asr > sr > bilinear)."""
+def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1, rule: str = 'below',
+                   per_scale: dict | None = None) -> list[dict]:
+    """Per scale: the detector (the scale's own threshold where `per_scale` has one) on the predictions of
+    the best available method (asr > sr > bilinear)."""
     from .tailmetrics import detection_scores, tail_frames
     out = []
     for s in res.scales:
@@ -295,7 +297,7 @@ def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1
         acc = np.array([np.nan if v is None else v for v in r['frame_miou']], float)
         ratio = np.array(r['small_region_ratio'], float)
         tail = tail_frames(acc, fraction)
-        d = detection_scores(ratio, tail, threshold)
+        d = detection_scores(ratio, tail, (per_scale or {}).get(s, threshold), rule)
         ok = np.isfinite(acc) & np.isfinite(ratio)
         corr = float(np.corrcoef(ratio[ok], acc[ok])[0, 1]) if ok.sum() > 2 else float('nan')
         d.update(scale=s, method=m, quality=q, corr=corr)
@@ -303,7 +305,8 @@ def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1
     return out
 
 
-def fig_detection(res: Results, q: int, threshold: float | None, path: Path, scale: int = 4) -> Path | None:
+def fig_detection(res: Results, q: int, threshold: float | None, path: Path, scale: int = 4, rule: str = 'below',
+                  per_scale: dict | None = None) -> Path | None:
     from .tailmetrics import detection_scores, tail_frames
     s = scale if scale in res.scales else (res.scales[len(res.scales) // 2] if res.scales else None)
     m = next((m for m in ('asr', 'sr', 'bilinear') if res.get(m, s, q) is not None), None)
@@ -313,6 +316,8 @@ def fig_detection(res: Results, q: int, threshold: float | None, path: Path, sca
     acc = np.array([np.nan if v is None else v for v in r['frame_miou']], float)
     ratio = np.array(r['small_region_ratio'], float)
     tail = tail_frames(acc)
+    if threshold is not None:
+        threshold = (per_scale or {}).get(s, threshold)
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     a1.scatter(100 * ratio[~tail], 100 * acc[~tail], s=12, color='#1f77b4', label='other frames')
@@ -325,17 +330,17 @@ def fig_detection(res: Results, q: int, threshold: float | None, path: Path, sca
     a1.legend(fontsize=8)
     a1.grid(alpha=0.3)
     grid = np.unique(np.r_[0.0, np.sort(ratio) + 1e-12, ratio.max() + 1e-3])
-    sc = [detection_scores(ratio, tail, t) for t in grid]
+    sc = [detection_scores(ratio, tail, t, rule) for t in grid]
     a2.plot(100 * grid, [d['recall'] for d in sc], color='#d62728', label='recall')
     a2.plot(100 * grid, [d['precision'] for d in sc], color='#1f77b4', label='precision')
     if threshold is not None:
         a2.axvline(100 * threshold, color='k', ls='--', lw=1)
-        rows = detection_rows(res, q, threshold)
+        rows = detection_rows(res, q, threshold, rule=rule, per_scale=per_scale)
         txt = '\n'.join(f'x{d["scale"]}: recall {_num(d["recall"], ".2f")}, precision {_num(d["precision"], ".2f")}'
                         for d in rows)
         a2.text(0.98, 0.05, txt, transform=a2.transAxes, ha='right', va='bottom', fontsize=8,
                 bbox=dict(fc='white', alpha=0.8))
-    a2.set_xlabel('threshold on the small-region ratio (%)')
+    a2.set_xlabel(f'threshold on the small-region ratio (%), tail = ratio {"<" if rule == "below" else ">"} threshold')
     a2.set_ylabel('tail-frame detection')
     a2.set_ylim(0, 1.05)
     a2.legend(fontsize=8, loc='center right')
@@ -362,13 +367,17 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
     prof = profiles[-1] if profiles else None
     frame_rate = prof['frame_rate'] if prof else None
     threshold = prof['threshold']['threshold'] if prof else None
+    rule = prof.get('rule', 'below') if prof else 'below'
+    per_scale = ({int(k): v['threshold'] for k, v in prof.get('scale_thresholds', {}).items()}
+                 if prof else {})
     pre = '' if name == 'report.md' else Path(name).stem + '_'   # figures named after the Markdown file
     figs = {
         'fig7': fig_classwise(res, 4 if 4 in res.scales else res.scales[0], q, out / f'{pre}fig7_classwise_x4.png'),
         'fig10': fig_episodes(res, [s for s in (4, 6) if s in res.scales] or res.scales[:2], q,
                               out / f'{pre}fig10_episodes.png'),
         'fig11': fig_bandwidth(res, out / f'{pre}fig11_accuracy_bandwidth.png', frame_rate),
-        'fig6': fig_detection(res, q, threshold, out / f'{pre}fig6_tail_detection.png'),
+        'fig6': fig_detection(res, q, threshold, out / f'{pre}fig6_tail_detection.png', rule=rule,
+                              per_scale=per_scale),
     }
     s4 = 4 if 4 in res.scales else res.scales[0]
     md = [f'# {title or f"Runespoor results: {res.dataset} {res.split}"}', '',
@@ -397,32 +406,43 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
     md += ['## Tail-frame detection (Fig. 6)', '']
     if prof:
         t = prof['threshold']
+        sign = '<' if rule == 'below' else '>'
         how = ('' if t.get('method', 'regression') == 'regression' else
-               f'; the slope is not positive, so the regression value {100 * t["regression_threshold"]:.3f} % '
+               f'; the slope contradicts the rule, so the regression value {100 * t["regression_threshold"]:.3f} % '
                f'would flag the wrong frames and the threshold is the tail-fraction quantile of the ratios instead')
         md += [f'Threshold fitted by `runespoor profile` on `{prof["split"]}` (linear regression of the '
                f'small-region ratio on frame mIoU, evaluated at the tail boundary mIoU '
                f'{_pct(t["boundary_accuracy"])} %{how}): **{100 * t["threshold"]:.3f} %** '
-               f'(slope {t["slope"]:.4f}, R² {_num(t["r2"], ".3f")}). Detector: small regions < '
-               f'{100 * prof["small_region_area"]:.2f} % of the frame, label map subsampled x{prof["tail_downsample"]}.',
-               '', f'On `{res.split}` (tail = worst 10 % of frames at each scale):', '',
-               '| scale | method | recall | precision | precision by chance | flagged / frames | tail frames | '
-               'corr(ratio, frame mIoU) |', '|---|---|---|---|---|---|---|---|']
-        for d in detection_rows(res, q, t['threshold']):
-            md.append(f'| x{d["scale"]} | {METHOD_LABEL[d["method"]]} | {_num(d["recall"], ".2f")} | '
+               f'(slope {t["slope"]:.4f}, R² {_num(t["r2"], ".3f")}), rule **ratio {sign} threshold** = tail frame'
+               + (' (the paper\'s rule).' if rule == 'below' else
+                  ' (chosen by the negative slope: the opposite of the paper\'s rule).')
+               + (' Per scale (same fit at each scale\'s reference-quality config): ' + ', '.join(
+                   f'x{k} {100 * v:.2f} %' for k, v in sorted(per_scale.items())) + '.' if per_scale else '')
+               + f' Detector: small regions < {100 * prof["small_region_area"]:.2f} % of the frame, label map '
+               f'subsampled x{prof["tail_downsample"]}.',
+               '', f'On `{res.split}` (tail = worst 10 % of frames at each scale'
+               + (', each scale with its own threshold' if per_scale else '') + '):', '',
+               '| scale | method | threshold | recall | precision | precision by chance | flagged / frames | '
+               'tail frames | corr(ratio, frame mIoU) |', '|---|---|---|---|---|---|---|---|---|']
+        for d in detection_rows(res, q, t['threshold'], rule=rule, per_scale=per_scale):
+            md.append(f'| x{d["scale"]} | {METHOD_LABEL[d["method"]]} | {100 * d["threshold"]:.2f} % | '
+                      f'{_num(d["recall"], ".2f")} | '
                       f'{_num(d["precision"], ".2f")} | {d["tail"] / max(1, d["frames"]):.2f} | '
                       f'{d["flagged"]} / {d["frames"]} | {d["tail"]} | {_num(d["corr"], "+.2f")} |')
         md.append('')
         if t['slope'] <= 0:
             md += [f'**The fitted slope is negative**: on `{prof["split"]}` frames with more small regions have '
-                   'lower mIoU, the opposite of the paper\'s Cityscapes observation, so the rule "ratio below the '
-                   'threshold = tail frame" cannot separate tail frames here (compare precision with the chance '
-                   'level).', '']
+                   'lower mIoU, the opposite of the paper\'s Cityscapes observation'
+                   + (', so the rule "ratio below the threshold = tail frame" cannot separate tail frames here '
+                      '(compare precision with the chance level).' if rule == 'below' else
+                      '; the profile therefore uses the inverted rule (ratio above the threshold = tail frame). '
+                      'The correlation is weak either way (see R²): compare precision with the chance level.'), '']
     else:
         md += ['_No profile file given: no fitted threshold (recall/precision curves only)._', '']
     if figs['fig6']:
         md += [f'![Fig. 6]({figs["fig6"].name})', '', '*Fig. 6: left, frame mIoU against the small-region ratio '
-               '(tail frames as crosses); right, recall and precision of "ratio < threshold" over thresholds.*', '']
+               f'(tail frames as crosses); right, recall and precision of "ratio {"<" if rule == "below" else ">"} '
+               'threshold" over thresholds.*', '']
     if prof:
         md += ['## CAC profile', '', table_profile(prof)]
     md += ['## How these results were produced', '', '```']

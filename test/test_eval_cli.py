@@ -161,6 +161,12 @@ def test_profile_tiny(tmp_path):
     assert [lv.bandwidth_kbps for lv in prof.levels] == [100.0, 5000.0]
     assert prof.level_for(6000).standard.scale == 1 and prof.frame_rate == 10.0
     assert prof.tail_detector['tail_threshold'] == doc['tail_detector']['tail_threshold']
+    # the rule comes from the fit, and every profiled scale has its own threshold
+    td = doc['tail_detector']
+    assert td['rule'] == p['rule'] == ('below' if p['threshold']['slope'] > 0 else 'above')
+    assert set(td['scale_thresholds']) == {1, 8} and all(0 <= v <= 1 for v in td['scale_thresholds'].values())
+    assert td['scale_thresholds'][8] == pytest.approx(p['scale_thresholds']['8']['threshold'], abs=1e-6)
+    assert 'scale_thresholds: the same fit per scale' in text and f"rule: '{td['rule']}'" in text
 
 
 def test_eval_on_a_camvid_test_split(tmp_path):

@@ -239,7 +239,7 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
     end = max(duration, max(m.captured) - t0 + 1e-3)
     sent = sorted(m.sent, key=lambda f: f.send_time)
     processed = sorted(m.pred)
-    by_key = {int(round(f.stamp * 1e9)): f for f in sent}
+    by_stamp = ra.StampIndex(sent)   # capture stamp -> what the edge sent
 
     # accuracy of the live ASR+CAC run, of HR inference, and the offline baselines on the same frames
     dataset = info.get('dataset') if info.get('dataset') in ('camvid', 'cityscapes') else 'camvid'
@@ -295,7 +295,7 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
         sel = [k for k in keys if ph.start <= t_of[k] - t0 < ph.end]
         per_phase.append({'start_s': ph.start, 'end_s': ph.end, 'budget_kbps': ph.kbps, 'frames': len(sel),
                           **{name: rel(sel, acc) for name, acc in methods.items()}})
-    tail_sel = [k for k in keys if k in by_key and by_key[k].tail_mode]
+    tail_sel = [k for k in keys if getattr(by_stamp.get(k * 1e-9), 'tail_mode', False)]
     tail_mode_frames = {'frames': len(tail_sel), **{name: rel(tail_sel, acc) for name, acc in methods.items()}}
     write_overlay_video(m, run_dir / 'overlay.mp4', info['fps'])
 
@@ -350,7 +350,7 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str
     from runespoor_cloud.restore import Restorer
     from runespoor_edge.codec import edge_roundtrip
     profile = load_profile(paths.config_dir() / 'profiles' / f'{seg.info.name}.yaml')
-    sent_by_stamp = {int(round(f.stamp * 1e9)): f for f in m.sent}
+    sent_by_stamp = ra.StampIndex(m.sent)
     out = {'ASR only': {}, 'bilinear only': {}}
     restorers = {}
     for k in frames:
@@ -358,7 +358,7 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str
             continue
         t = k * 1e-9 - t0
         kbps = next(kb for ts, kb in reversed(schedule) if ts <= max(t, 0))
-        cfg = baseline_config(profile, sent_by_stamp.get(k), kbps)
+        cfg = baseline_config(profile, sent_by_stamp.get(k * 1e-9), kbps)
         img = m.images[k]
         lr, _ = edge_roundtrip(img, cfg.scale, cfg.jpeg_quality)
         for name, method in (('ASR only', 'asr'), ('bilinear only', 'bilinear')):

@@ -45,6 +45,26 @@ class Phase:
     kbps: float
 
 
+class StampIndex:
+    """Sent frames by capture stamp, matched within `tol` seconds. Float seconds of the epoch carry only
+    ~0.2 us of precision, so exact keys made from a float stamp and from the integer header stamp of the
+    same frame can differ; camera frames are tens of ms apart, so a 0.1 ms tolerance is unambiguous."""
+
+    def __init__(self, frames, tol: float = 1e-4):
+        self.tol = tol
+        self.bins: dict[int, list] = {}
+        for f in frames:
+            self.bins.setdefault(int(round(f.stamp * 1e3)), []).append(f)
+
+    def get(self, stamp: float):
+        k = int(round(stamp * 1e3))
+        for b in (k, k - 1, k + 1):
+            for f in self.bins.get(b, ()):
+                if abs(f.stamp - stamp) <= self.tol:
+                    return f
+        return None
+
+
 def parse_schedule(text: str) -> list[tuple[float, float]]:
     """"0:10000,5:5000" -> [(0.0, 10000.0), (5.0, 5000.0)] (seconds, kbit/s), sorted, validated."""
     out = []

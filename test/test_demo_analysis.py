@@ -70,3 +70,12 @@ def test_tail_spans_from_knob_events():
     assert ra.tail_spans(knobs, t0=100.0, end=6.0) == [(1.0, 2.5), (4.0, 6.0)]
     # one second earlier t0: the first span is clipped to start at 0
     assert ra.tail_spans(knobs, t0=99.0, end=6.0) == [(0.0, 1.0), (2.0, 3.5), (5.0, 6.0)]
+
+
+def test_sent_frames_found_by_float_or_integer_stamp():
+    ns = 1_796_208_255_874_769_425                  # a header stamp in ns, as the monitor keys images
+    as_float = 1_796_208_255 + 874_769_425 * 1e-9     # the same stamp as float seconds (SentFrame.stamp)
+    assert int(round(as_float * 1e9)) != ns           # why exact keys from floats fail
+    idx = ra.StampIndex([_frame(0, as_float, as_float + 0.1), _frame(1, as_float + 0.0667, as_float + 0.2)])
+    assert idx.get(ns * 1e-9).seq == 0 and idx.get(as_float + 0.0667).seq == 1
+    assert idx.get(as_float + 0.0005 + 0.0005) is None and idx.get(as_float + 0.03) is None

@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runespoor_cloud.tail import parse_scale_thresholds
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 
 
@@ -116,17 +117,9 @@ def parse_profile(doc, path: str = '<profile>') -> Profile:
             raise ValueError('tail_detector must be a mapping')
         if td.get('rule', 'below') not in ('below', 'above'):
             raise ValueError(f"tail_detector.rule must be 'below' or 'above', got {td['rule']!r}")
-        per_scale = td.get('scale_thresholds') or {}
-        if not isinstance(per_scale, dict):
+        if not isinstance(td.get('scale_thresholds') or {}, dict):
             raise ValueError('tail_detector.scale_thresholds must be a mapping scale -> fraction')
-        for sc, thr in per_scale.items():
-            try:
-                ok = int(sc) in VALID_SCALES and 0.0 <= float(thr) <= 1.0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ValueError(f'tail_detector.scale_thresholds: {sc}: {thr!r} needs a scale in '
-                                 f'{list(VALID_SCALES)} and a fraction in [0, 1]')
+        parse_scale_thresholds(td.get('scale_thresholds') or {})   # raises on a bad entry
         return Profile(str(doc.get('dataset', '')), frame_rate, levels, dict(td), str(path))
     except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong kind (null, list, ...)
         raise ProfileError(f'profile {path}: {exc}') from None

@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame
 from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_common.params import Param, size_check, in_range, one_of
+from runespoor_common.params import Param, in_range, one_of, parses, size_check
 from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS
 
 #: Only the newest uplink frame matters: a deeper queue would only add latency.
@@ -47,19 +47,11 @@ def parse_methods(text: str) -> dict[int, str]:
     return out
 
 
-def _methods_check(v):
-    try:
-        parse_methods(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 PARAMS = [
     Param('dataset', 'camvid', 'data set the restoration models were trained for (weights subfolder)',
           one_of('camvid', 'cityscapes'), read_only=True),
     Param('methods', '2:asr,4:asr,6:asr,8:asr',
-          'restoration method per scale "SCALE:METHOD,..." (bilinear, sr, asr, cloudseg)', _methods_check,
+          'restoration method per scale "SCALE:METHOD,..." (bilinear, sr, asr, cloudseg)', parses(parse_methods),
           read_only=True),
     Param('weights_dir', '', "folder of the project's trained weights (<dir>/<dataset>/<method>_x<scale>.pt); "
           "empty = the installed models/", read_only=True),

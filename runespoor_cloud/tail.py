@@ -129,6 +129,32 @@ def small_region_mask(labels: np.ndarray, small_region_area: float = DEFAULT_SMA
     return up.astype(bool)
 
 
+def parse_scale_thresholds(value) -> dict[int, float]:
+    """Per-scale tail thresholds from a parameter string '2:0.05,4:0.06' or a profile's {scale: threshold}
+    mapping -> {2: 0.05, 4: 0.06}; '' -> {}. Raises ValueError naming the bad entry."""
+    from runespoor_edge.codec import VALID_SCALES
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = [item.partition(':')[::2] for item in str(value).split(',') if item.strip()]
+    out = {}
+    for scale, thr in items:
+        try:
+            s, t = int(scale), float(thr)
+        except (TypeError, ValueError):
+            raise ValueError(f'scale_thresholds entry {scale}:{thr}: expected SCALE:FRACTION, e.g. "4:0.06"') from None
+        if s not in VALID_SCALES or not 0.0 <= t <= 1.0:
+            raise ValueError(f'scale_thresholds entry {scale}:{thr}: scale must be one of {list(VALID_SCALES)} '
+                             f'and the threshold in [0, 1]')
+        out[s] = t
+    return out
+
+
+def format_scale_thresholds(thresholds: dict[int, float]) -> str:
+    """{4: 0.06, 8: 0.11} -> '4:0.06,8:0.11' (the parameter's form)."""
+    return ','.join(f'{s}:{t:g}' for s, t in sorted(thresholds.items()))
+
+
 def analyze(labels: np.ndarray, small_region_area: float = DEFAULT_SMALL_REGION_AREA,
             tail_threshold: float = DEFAULT_TAIL_THRESHOLD, downsample: int = DEFAULT_DOWNSAMPLE,
             ignore: int = 255, rule: str = 'below') -> TailResult:

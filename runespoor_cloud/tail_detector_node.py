@@ -11,41 +11,12 @@ from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame, TailReport
 from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_cloud.tail import DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, analyze
-from runespoor_common.params import Param, in_range, one_of
+from runespoor_cloud.tail import (DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, analyze,
+                                  format_scale_thresholds, parse_scale_thresholds)
+from runespoor_common.params import Param, in_range, one_of, parses
 from runespoor_common.qos import RELIABLE_QOS
 
 LABELS_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-
-def parse_scale_thresholds(text) -> dict[int, float]:
-    """'2:0.05,4:0.06' (or a {scale: threshold} mapping from a profile) -> {2: 0.05, 4: 0.06}, validated."""
-    from runespoor_edge.codec import VALID_SCALES
-    items = text.items() if isinstance(text, dict) else (
-        tuple(item.split(':', 1)) if ':' in item else (item, '') for item in str(text).split(',') if item.strip())
-    out = {}
-    for scale, thr in items:
-        try:
-            scale, thr = int(scale), float(thr)
-        except (TypeError, ValueError):
-            raise ValueError(f'scale_thresholds entry {scale}:{thr}: expected SCALE:FRACTION, e.g. "4:0.06"')
-        if scale not in VALID_SCALES or not 0.0 <= thr <= 1.0:
-            raise ValueError(f'scale_thresholds entry {scale}:{thr}: scale must be one of {list(VALID_SCALES)} '
-                             f'and the threshold in [0, 1]')
-        out[scale] = thr
-    return out
-
-
-def format_scale_thresholds(thresholds: dict[int, float]) -> str:
-    return ','.join(f'{s}:{t:g}' for s, t in sorted(thresholds.items()))
-
-
-def _scale_thresholds_check(v):
-    try:
-        parse_scale_thresholds(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
 
 PARAMS = [
     Param('small_region_area', DEFAULT_SMALL_REGION_AREA,
@@ -57,7 +28,8 @@ PARAMS = [
           "'above': when it is above (fitted where worse frames have more small regions)",
           one_of('below', 'above')),
     Param('scale_thresholds', '', 'per-scale thresholds "SCALE:FRACTION,..." for the scale the judged frame '
-          'was sent at, e.g. "4:0.06,8:0.11"; empty = tail_threshold for every scale', _scale_thresholds_check),
+          'was sent at, e.g. "4:0.06,8:0.11"; empty = tail_threshold for every scale',
+          parses(parse_scale_thresholds)),
     Param('downsample', DEFAULT_DOWNSAMPLE, 'label map subsampling before the analysis [factor]',
           in_range(1, 64)),
     Param('profile', '', 'CAC profile YAML whose tail_detector section (fitted by `runespoor profile`) sets '
@@ -75,7 +47,7 @@ class TailDetectorNode(Node):
         """`direct`: label maps arrive by calls to process() (single-process cloud), no subscription."""
         super().__init__('tail_detector', **kwargs)
         from runespoor_common.params import declare
-        self.p = declare(self, PARAMS)
+        self.p = declare(self, PARAMS, on_change=self._on_params)
         if self.p['profile']:
             from runespoor_cloud.controller_node import resolve_profile
             from runespoor_cloud.controller import load_profile
@@ -91,6 +63,7 @@ class TailDetectorNode(Node):
                                    f'{self.p["tail_threshold"]}'
                                    + (f' (per scale {self.p["scale_thresholds"]})' if self.p['scale_thresholds']
                                       else '') + f', downsample {self.p["downsample"]}')
+        self.per_scale = parse_scale_thresholds(self.p['scale_thresholds'])   # parsed once, not per frame
         self.stats = NodeStats()
         self.infos: collections.OrderedDict = collections.OrderedDict()
         self.pub = self.create_publisher(TailReport, 'runespoor/tail_report', RELIABLE_QOS)
@@ -114,11 +87,14 @@ class TailDetectorNode(Node):
             return
         self.process(labels, msg.header)
 
+    def _on_params(self, changed: dict) -> None:
+        if 'scale_thresholds' in changed:  # already validated by the parameter's check
+            self.per_scale = parse_scale_thresholds(changed['scale_thresholds'])
+
     def threshold_for(self, scale: int | None) -> float:
         """The threshold for a frame sent at `scale` (None = unknown): its scale_thresholds entry, else
         tail_threshold."""
-        per_scale = parse_scale_thresholds(self.p['scale_thresholds']) if self.p['scale_thresholds'] else {}
-        return per_scale.get(scale, self.p['tail_threshold'])
+        return self.per_scale.get(scale, self.p['tail_threshold'])
 
     def process(self, labels, header) -> TailReport:
         info = self.infos.get(stamp_key(header.stamp))

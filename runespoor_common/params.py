@@ -104,12 +104,16 @@ def parse_size(text: str, what: str = 'size') -> tuple[int, int] | None:
     return w, h
 
 
-def size_check(v):
-    """Param check for a WIDTHxHEIGHT / none / native value."""
-    if str(v).strip().lower() == 'native':
+def parses(parser: Callable[[Any], Any]) -> Check:
+    """A Param check that accepts what `parser` accepts; its ValueError message is the reason."""
+    def check(v):
+        try:
+            parser(v)
+        except ValueError as exc:
+            return str(exc)
         return None
-    try:
-        parse_size(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    return check
+
+
+#: Param check for a WIDTHxHEIGHT / none / native value.
+size_check = parses(lambda v: None if str(v).strip().lower() == 'native' else parse_size(v))

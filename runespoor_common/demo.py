@@ -264,7 +264,7 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
         t_of[k] = k * 1e-9
     baselines = {}
     if not args.no_baselines:
-        baselines = offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args)
+        baselines = offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, by_stamp)
     secs = np.arange(int(math.ceil(end)), dtype=float)
     keys = [k for k in frames if k in hr_acc]
     hr_sec = ra.per_second([t_of[k] for k in keys], [hr_acc[k] for k in keys], t0, end)
@@ -329,20 +329,17 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
 
 def baseline_config(profile, sent_frame, kbps_at_capture: float):
     """The config a controller without the content-aware switch would have used for a frame: the standard
-    config of the bandwidth level the live controller had chosen when the edge sent it (its config_id
-    "<kbps>kbps/<mode>"), so the baselines follow the bandwidth with the same delay as the live run; the
-    schedule's level at the capture time when the frame's config_id is unknown."""
+    config of the bandwidth level the live controller had chosen when the edge sent it (the knobs'
+    bandwidth_kbps), so the baselines follow the bandwidth with the same delay as the live run; the
+    schedule's level at the capture time when the frame was not seen or its level is not in the profile."""
     level = None
-    if sent_frame is not None and sent_frame.config_id.endswith(('kbps/standard', 'kbps/tail')):
-        try:
-            kbps = float(sent_frame.config_id.split('kbps/')[0])
-            level = next((lv for lv in profile.levels if lv.bandwidth_kbps == kbps), None)
-        except ValueError:
-            level = None
+    if sent_frame is not None and sent_frame.level_kbps > 0:
+        level = next((lv for lv in profile.levels if math.isclose(lv.bandwidth_kbps, sent_frame.level_kbps,
+                                                                  rel_tol=1e-6)), None)
     return (level or profile.level_for(kbps_at_capture)).standard
 
 
-def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str, dict]:
+def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, sent_by_stamp) -> dict[str, dict]:
     """ASR only and bilinear only over the same frames and schedule: each frame encoded offline with the
     standard config of the bandwidth level in force for it in the live run (no tail switching; see
     baseline_config), restored with ASR or bilinear, and segmented by the same model."""
@@ -350,7 +347,6 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args) -> dict[str
     from runespoor_cloud.restore import Restorer
     from runespoor_edge.codec import edge_roundtrip
     profile = load_profile(paths.config_dir() / 'profiles' / f'{seg.info.name}.yaml')
-    sent_by_stamp = ra.StampIndex(m.sent)
     out = {'ASR only': {}, 'bilinear only': {}}
     restorers = {}
     for k in frames:

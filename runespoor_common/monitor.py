@@ -76,7 +76,8 @@ class Monitor(Node):
             self.sent.append(ra.SentFrame(
                 seq=int(msg.seq), stamp=stamp_s(msg.header.stamp), send_time=stamp_s(msg.send_stamp),
                 nbytes=len(msg.image.data), scale=int(msg.knobs.scale), quality=int(msg.knobs.jpeg_quality),
-                config_id=msg.knobs.config_id, tail_mode=bool(msg.knobs.tail_mode)))
+                config_id=msg.knobs.config_id, tail_mode=bool(msg.knobs.tail_mode),
+                level_kbps=float(msg.knobs.bandwidth_kbps)))
 
     def _on_pred(self, msg):
         t = self.now()

@@ -20,6 +20,7 @@ class SentFrame:
     quality: int
     config_id: str
     tail_mode: bool
+    level_kbps: float = 0.0   # bandwidth level of the controller's config (KnobConfig.bandwidth_kbps)
 
 
 @dataclass

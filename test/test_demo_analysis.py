@@ -79,3 +79,16 @@ def test_sent_frames_found_by_float_or_integer_stamp():
     idx = ra.StampIndex([_frame(0, as_float, as_float + 0.1), _frame(1, as_float + 0.0667, as_float + 0.2)])
     assert idx.get(ns * 1e-9).seq == 0 and idx.get(as_float + 0.0667).seq == 1
     assert idx.get(as_float + 0.0005 + 0.0005) is None and idx.get(as_float + 0.03) is None
+
+
+def test_baseline_config_follows_the_live_level():
+    from runespoor_cloud.controller import parse_profile
+    from runespoor_common.demo import baseline_config
+    prof = parse_profile({'levels': [
+        {'bandwidth_kbps': 100, 'standard': {'scale': 8, 'jpeg_quality': 60}, 'tail': {'scale': 6, 'jpeg_quality': 40}},
+        {'bandwidth_kbps': 700, 'standard': {'scale': 2, 'jpeg_quality': 70}, 'tail': {'scale': 2, 'jpeg_quality': 70}}]})
+    live = ra.SentFrame(0, 1.0, 1.1, 900, 6, 40, '100kbps/tail', True, level_kbps=100.0)
+    # the bandwidth is back at 727 kbit/s, but the live controller was still at the 100 level for this frame
+    assert baseline_config(prof, live, 727.0).scale == 8
+    assert baseline_config(prof, None, 727.0).scale == 2          # frame not seen: the schedule's level
+    assert baseline_config(prof, ra.SentFrame(0, 1, 1, 1, 4, 90, '', False), 150.0).scale == 8

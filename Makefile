@@ -15,11 +15,13 @@ ifneq ($(wildcard $(SHARED)/models),)
 export RUNESPOOR_MODELS ?= $(SHARED)/models
 endif
 
-.PHONY: setup test demo demo-quick bench clean help
+.PHONY: setup test test-stress test-onecore demo demo-quick bench clean help
 
 help:
 	@echo "make setup   - venv with ROS 2 Kilted wheels, torch (CPU), the runespoor package built into it"
 	@echo "make test    - the whole test suite (what CI runs)"
+	@echo "make test-stress  - the suite with one CPU core taken by stress-ng (RUNS=5 for five in a row)"
+	@echo "make test-onecore - the suite pinned to one core with taskset (RUNS=5 for five in a row)"
 	@echo "make demo    - the main job: replay -> edge -> cloud -> CAC on real data, results in runs/"
 	@echo "make bench   - runespoor bench --quick (bench.json)"
 
@@ -28,6 +30,14 @@ setup:
 
 test: setup
 	$(PY) -m pytest test
+
+# Speed-independence checks: the suite must pass on a starved machine too (tools/test_stress.sh).
+RUNS ?= 1
+test-stress: setup
+	tools/test_stress.sh hog $(RUNS)
+
+test-onecore: setup
+	tools/test_stress.sh onecore $(RUNS)
 
 demo: setup
 	$(VENV)/bin/runespoor demo

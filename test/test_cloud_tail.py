@@ -100,20 +100,15 @@ def test_matches_brute_force_flood_fill_on_random_maps():
             assert small_region_mask(lab, sra).sum() == small_area
 
 
-def test_cost_per_camvid_frame_well_under_a_millisecond(shared_dir):
-    """CPU time (robust to other load on the machine) per 480x360 label map at the default downsample."""
-    import time
+def test_real_camvid_label_maps(shared_dir):
+    """Real 480x360 CamVid label maps at the default downsample give sane regions. Its cost per frame is a
+    speed figure: `runespoor bench` measures it (section `tail`), not this test."""
     import cv2
     files = sorted((shared_dir / 'data/camvid/valannot').glob('*.png'))[:30]
     maps = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
     maps = [np.where(m == 11, 255, m).astype(np.uint8) for m in maps]
     assert len(maps) == 30 and maps[0].shape == (360, 480)
-    per_frame = []
-    for _ in range(3):
-        t0 = time.process_time()
-        results = [analyze(m) for m in maps]
-        per_frame.append((time.process_time() - t0) / len(maps) * 1000)
-    assert min(per_frame) < 1.0, per_frame
+    results = [analyze(m) for m in maps]
     assert all(r.num_regions > r.num_small_regions > 0 and 0 < r.small_region_ratio < 0.2 for r in results)
 
 

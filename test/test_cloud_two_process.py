@@ -10,6 +10,10 @@ from conftest import wait_for
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 10 ** 9 + header.stamp.nanosec
+
 PROFILE = """dataset: camvid
 frame_rate: 0.0
 levels:
@@ -25,6 +29,7 @@ levels:
 def test_tail_report_switches_the_edge(rclpy_context, node_process, tmp_path):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from diagnostic_msgs.msg import DiagnosticArray
     from runespoor.msg import EncodedFrame, KnobConfig, TailReport
     from sensor_msgs.msg import Image
     from runespoor_common.imgconv import rgb_to_image
@@ -61,35 +66,56 @@ def test_tail_report_switches_the_edge(rclpy_context, node_process, tmp_path):
                          small_region_ratio=0.001 if is_tail else 0.05, tail_threshold=0.01)
         reports.publish(msg)
 
+    diags = []
+    node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 50)
+
+    def controller_says(frames: int) -> dict | None:
+        """The controller's latest /diagnostics values once it has counted `frames` tail reports."""
+        for d in reversed(diags):
+            for s in d.status:
+                if s.name.endswith('cac_controller'):
+                    kv = {v.key: v.value for v in s.values}
+                    return kv if int(kv.get('frames', 0)) >= frames else None
+        return None
+
     try:
-        # the edge's LinkStats (500 kbit/s) move the controller from its top level to the 350 level
-        assert wait_for(lambda: any(m.knobs.config_id == '350kbps/standard' for _, m in sent), 30, spin=spin), out()
-        assert [k.config_id for k in knobs][-1] == '350kbps/standard' and 'bandwidth 500' in knobs[-1].reason
+        # the edge's LinkStats (500 kbit/s) move the controller from its top level to the 350 level; wait for
+        # both topics this block reads: an uplink frame sent with the level's config and the latched knobs
+        assert wait_for(lambda: any(m.knobs.config_id == '350kbps/standard' for _, m in sent)
+                        and knobs and knobs[-1].config_id == '350kbps/standard', 60, spin=spin), out()
+        assert 'bandwidth 500' in knobs[-1].reason
         std = next(m for _, m in sent if m.knobs.config_id == '350kbps/standard')
         assert (std.knobs.scale, std.knobs.jpeg_quality, std.source_width) == (6, 90, 240)
-        assert wait_for(lambda: reports.get_subscription_count() > 0, 10, spin=spin)
+        assert wait_for(lambda: reports.get_subscription_count() > 0, 30, spin=spin)
         # a tail frame: the tail config at once, applied by the edge to the next frames
         n = len(sent)
         t0 = time.monotonic()
         report(True, std)
-        assert wait_for(lambda: any(m.knobs.tail_mode for _, m in sent[n:]), 10, spin=spin), out()
+        assert wait_for(lambda: any(m.knobs.tail_mode for _, m in sent[n:]), 60, spin=spin), out()
         t_applied, first_tail = next((t, m) for t, m in sent[n:] if m.knobs.tail_mode)
         assert (first_tail.knobs.scale, first_tail.knobs.jpeg_quality) == (4, 70)
         assert first_tail.knobs.config_id == '350kbps/tail' and 'tail frame' in first_tail.knobs.reason
-        assert t_applied - t0 < 1.0          # the next frames (camera at 10 Hz) already carry it
+        # the edge applies new knobs from the next frame it captures on: every later frame carries them
+        # (how fast is a speed figure: `runespoor bench` measures the reaction, not this test)
+        later = [m for _, m in sent if stamp_ns(m.header) > stamp_ns(first_tail.header)]
+        assert all(m.knobs.config_id == '350kbps/tail' for m in later), [m.knobs.config_id for m in later]
         print(f'tail report -> first uplink frame with the tail knobs: {1000 * (t_applied - t0):.0f} ms')
+        assert wait_for(lambda: knobs[-1].tail_mode, 30, spin=spin), out()
         assert 'knobs -> 350kbps/tail' in ctl.output() and 'reaction' in ctl.output()
-        # non-tail verdicts on frames sent before the switch do not count; two on tail frames go back
+        # non-tail verdicts on frames sent before the switch do not count: once the controller has counted
+        # them (its /diagnostics say 3 reports), its config is still the tail one
         report(False, std)
         report(False, std)
-        wait_for(lambda: False, 0.5, spin=spin)
-        assert knobs[-1].tail_mode, 'stale non-tail reports must not end the tail phase'
+        assert wait_for(lambda: controller_says(3) is not None, 30, spin=spin), out()
+        assert controller_says(3)['config'] == '350kbps/tail', 'stale non-tail reports must not end the tail phase'
+        assert knobs[-1].tail_mode
+        # two non-tail verdicts on frames sent with the tail config go back
         report(False, first_tail)
         report(False, first_tail)
-        assert wait_for(lambda: not knobs[-1].tail_mode, 5, spin=spin), out()
+        assert wait_for(lambda: not knobs[-1].tail_mode, 30, spin=spin), out()
         assert knobs[-1].config_id == '350kbps/standard' and 'back to standard' in knobs[-1].reason
         n = len(sent)
-        assert wait_for(lambda: any(m.knobs.config_id == '350kbps/standard' for _, m in sent[n:]), 10, spin=spin)
+        assert wait_for(lambda: any(m.knobs.config_id == '350kbps/standard' for _, m in sent[n:]), 60, spin=spin)
         ids = [k.config_id for k in knobs]
         assert all(a != b for a, b in zip(ids, ids[1:])), ids
         assert ctl.alive() and edge.alive()

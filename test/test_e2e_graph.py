@@ -57,7 +57,10 @@ def test_frames_flow_and_knobs_switch(rclpy_context, shared_dir):
         cloud.start()
         robot.start()
         # frames flow through every node and are judged
-        assert wait_for(lambda: any(not r.is_tail for r in reports), 90, spin=spin), out.getvalue()[-4000:]
+        # wait for every topic this block reads: a judged frame, the latched knobs, an uplink frame with them
+        assert wait_for(lambda: any(not r.is_tail for r in reports) and any(not k.tail_mode for k in knobs)
+                        and any(f.knobs.config_id == '700kbps/standard' for f in sent), 180, spin=spin), \
+            out.getvalue()[-4000:]
         assert not cloud.poll() and not robot.poll(), out.getvalue()[-4000:]
         std = [k for k in knobs if not k.tail_mode]
         assert std and std[-1].scale == 4 and std[-1].config_id == '700kbps/standard'
@@ -67,10 +70,10 @@ def test_frames_flow_and_knobs_switch(rclpy_context, shared_dir):
         # a tail frame: the controller switches at once and the edge sends with the tail config
         n_sent = len(sent)
         state['frame'] = plain
-        assert wait_for(lambda: any(k.tail_mode for k in knobs), 30, spin=spin), out.getvalue()[-4000:]
+        assert wait_for(lambda: any(k.tail_mode for k in knobs), 60, spin=spin), out.getvalue()[-4000:]
         tail_cfg = next(k for k in knobs if k.tail_mode)
         assert (tail_cfg.scale, tail_cfg.jpeg_quality) == (2, 60) and 'tail frame' in tail_cfg.reason
-        assert wait_for(lambda: any(f.knobs.tail_mode and f.knobs.scale == 2 for f in sent[n_sent:]), 20,
+        assert wait_for(lambda: any(f.knobs.tail_mode and f.knobs.scale == 2 for f in sent[n_sent:]), 60,
                         spin=spin)
         # busy frames again: back to standard after return_after (2) non-tail reports
         state['frame'] = busy

@@ -28,13 +28,13 @@ def test_knobs_and_frames_between_processes(rclpy_context, node_process):
         # Transient local: published before the peer has even discovered us, still delivered.
         pub.publish(KnobConfig(scale=4, jpeg_quality=80, config_id='a'))
         spin = lambda: ex.spin_once(timeout_sec=0.05)
-        assert wait_for(lambda: any(f.knobs.config_id == 'a' for f in got), 20, spin=spin), \
+        assert wait_for(lambda: any(f.knobs.config_id == 'a' for f in got), 60, spin=spin), \
             'no EncodedFrame came back from the peer process'
         frame = next(f for f in got if f.knobs.config_id == 'a')
         assert (frame.source_width, frame.source_height) == (128, 96)
         assert decode_jpeg(bytes(frame.image.data)).shape == (24, 32, 3)
         pub.publish(KnobConfig(scale=2, jpeg_quality=60, config_id='b'))
-        assert wait_for(lambda: any(f.knobs.config_id == 'b' for f in got), 10, spin=spin)
+        assert wait_for(lambda: any(f.knobs.config_id == 'b' for f in got), 60, spin=spin)
         frame = next(f for f in got if f.knobs.config_id == 'b')
         assert decode_jpeg(bytes(frame.image.data)).shape == (48, 64, 3)
         node.destroy_node()

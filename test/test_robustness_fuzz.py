@@ -8,7 +8,6 @@ frame of the wrong size, never a huge allocation. The example counts are printed
 recorded in docs/robustness.md.
 """
 import collections
-import time
 
 import numpy as np
 import pytest
@@ -50,12 +49,10 @@ SEEDS = _seed_frames()
 def cloud_path(payload: bytes, source: tuple[int, int], scale: int) -> str:
     """What the restorer + segmentation + tail detector do with one payload; returns the outcome."""
     w, h = source
-    t0 = time.perf_counter()
     try:
         lr = decode_jpeg(payload, expected_size=(w // scale, h // scale))
     except CodecError as exc:
         assert str(exc)  # a specific reason, never empty
-        assert time.perf_counter() - t0 < 1.0  # rejected cheaply (no decode of a forged huge header)
         return 'rejected'
     assert lr.dtype == np.uint8 and lr.shape == (h // scale, w // scale, 3)
     hr = RESTORER.restore(lr, scale, source_size=(w, h))
@@ -134,15 +131,20 @@ def test_fuzz_mutated_jpegs():
     assert outcomes['rejected'] > 0 and outcomes['decoded'] > 0
 
 
-def test_forged_huge_header_is_rejected_before_decoding():
-    """A 600-byte JPEG whose header claims 20000x20000 made OpenCV allocate 1.2 GB and decode for ~9 s."""
+def test_forged_huge_header_is_rejected_before_decoding(monkeypatch):
+    """A 600-byte JPEG whose header claims 20000x20000 made OpenCV allocate 1.2 GB and decode for ~9 s.
+    It is rejected from the header alone: the decoder is never called (checked, not timed)."""
+    import cv2
     data = mutate(SEEDS[0][0], [('size', 20000, 20000)])
     assert jpeg_size(np.frombuffer(data, np.uint8)) == (20000, 20000)
-    for kwargs in ({}, {'expected_size': (48, 32)}):
-        t0 = time.perf_counter()
-        with pytest.raises(CodecError, match='20000x20000'):
-            decode_jpeg(data, **kwargs)
-        assert time.perf_counter() - t0 < 0.1
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError('the forged frame reached the JPEG decoder')
+    with monkeypatch.context() as m:
+        m.setattr(cv2, 'imdecode', no_decode)
+        for kwargs in ({}, {'expected_size': (48, 32)}):
+            with pytest.raises(CodecError, match='20000x20000'):
+                decode_jpeg(data, **kwargs)
     # beyond OpenCV's own pixel limit it used to raise cv2.error (not CodecError), crashing the node
     with pytest.raises(CodecError):
         decode_jpeg(mutate(SEEDS[0][0], [('size', 60000, 60000)]), max_side=70000)

@@ -77,11 +77,11 @@ def test_cloud_stops_then_restarts(rclpy_context, node_process):
         report = TailReport(is_tail=True, small_region_ratio=0.0, tail_threshold=0.01)
         report.header.stamp = cam.node.get_clock().now().to_msg()
         tail_pub.publish(report)
-        assert cam.wait(lambda: last().tail_mode and last().config_id == '700kbps/tail', 20), ctl.output()[-2000:]
+        assert cam.wait(lambda: last().tail_mode and last().config_id == '700kbps/tail', 60), ctl.output()[-2000:]
         # the cloud stops: the edge keeps streaming with its last config, then falls back to the safe one
         t_stop = time.monotonic()
         assert ctl.stop() in (0, -2)
-        assert cam.wait(lambda: last().config_id == 'safe', 20), edge.output()[-2000:]
+        assert cam.wait(lambda: last().config_id == 'safe', 60), edge.output()[-2000:]
         t_safe = next(t for t, m in sent if m.knobs.config_id == 'safe')
         kept = [m for t, m in sent if t_stop < t < t_safe]
         assert len(kept) >= 5 and all(m.knobs.config_id == '700kbps/tail' for m in kept)
@@ -131,7 +131,13 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError('no VmRSS')
 
 
+def _ns(t) -> int:
+    return t.sec * 10 ** 9 + t.nanosec
+
+
 def test_stalled_link_drops_frames_with_bounded_queue_and_flat_memory(rclpy_context, node_process):
+    """The stall is placed by what the edge reports (the bandwidth in its LinkStats, its stamps), not by
+    the test's clock: a slow start shifts the schedule, not the verdict."""
     from runespoor.msg import EncodedFrame, LinkStats
     from runespoor_common.monitor import OBSERVE_QOS
     from runespoor_common.qos import RELIABLE_QOS
@@ -144,27 +150,40 @@ def test_stalled_link_drops_frames_with_bounded_queue_and_flat_memory(rclpy_cont
     edge = node_process('runespoor_edge.streamer_node', [
         '-p', f"schedule:='0:20000,{stall_from:g}:1,{stall_to:g}:20000'", '-p', f'max_queue:={max_queue}',
         '-p', 'max_queue_delay_s:=1.0', '-p', 'jpeg_quality:=90'])
+    stalled = lambda m: m.bandwidth_kbps == 1.0  # noqa: E731
     try:
         assert cam.wait(lambda: len(sent) >= 3, 60), edge.output()[-2000:]
-        t0 = sent[0][0]  # ~ the schedule's start (the first camera frame)
+        # the stall begins when the edge says so; sample its memory while it says so, until it says it is over
+        assert cam.wait(lambda: any(stalled(m) for _, m in stats), 120), edge.output()[-2000:]
         rss = []
-        while time.monotonic() < t0 + stall_to + 3:
-            cam.spin_for(1.0)
-            if t0 + stall_from + 2 < time.monotonic() < t0 + stall_to:
-                rss.append(_rss_kb(edge.proc.pid))
-        during = [m for t, m in sent if t0 + stall_from + 1 < t < t0 + stall_to - 0.5]
-        assert len(during) <= 1  # at most the frame that was on the wire when the link stalled
-        window = [m for t, m in stats if t0 + stall_from + 2 < t < t0 + stall_to]
-        assert len(window) >= 10
-        assert window[-1].dropped_total - window[0].dropped_total >= 10 * len(window)  # ~15 frames/s dropped
+        over = lambda: stats and not stalled(stats[-1][1])  # noqa: E731
+        deadline = time.monotonic() + 2 * (stall_to - stall_from) + 120
+        while not over() and time.monotonic() < deadline:
+            rss.append(_rss_kb(edge.proc.pid))
+            cam.wait(over, 1.0)
+        assert over(), edge.output()[-2000:]
+        in_stall = [m for _, m in stats if stalled(m)]
+        # every stats window from the first stalled one to the last (one run, no flapping)
+        first = next(i for i, (_, m) in enumerate(stats) if stalled(m))
+        assert all(stalled(m) for _, m in stats[first:first + len(in_stall)])
+        # windows wholly inside the stall: the first stalled window may hold frames sent before it began
+        window = in_stall[1:]
+        assert len(window) >= 10, len(window)
+        t_lo, t_hi = _ns(window[0].header.stamp), _ns(window[-1].header.stamp)
+        during = [m for _, m in sent if t_lo < _ns(m.send_stamp) <= t_hi]
+        assert len(during) <= 1, len(during)  # at most the frame that was on the wire when the link stalled
+        sent_in_stall = window[-1].frames_total - window[0].frames_total
+        dropped = window[-1].dropped_total - window[0].dropped_total
+        assert sent_in_stall <= 1 and dropped >= 10  # the camera's frames are dropped, not queued
         assert max(m.queue_length for m in window) <= max_queue + 1  # waiting + the one on the wire
-        assert all(m.bandwidth_kbps == 1.0 for m in window)
         growth_kb = max(rss) - rss[0]
-        print(f'stalled link: {len(window)} stats windows, dropped {window[-1].dropped_total - window[0].dropped_total},'
-              f' max queue {max(m.queue_length for m in window)}, RSS {rss[0]} -> {max(rss)} kB')
+        print(f'stalled link: {len(window)} stats windows, dropped {dropped}, max queue '
+              f'{max(m.queue_length for m in window)}, RSS {rss[0]} -> {max(rss)} kB over {len(rss)} samples')
+        assert len(rss) >= 5
         assert growth_kb < 8 * 1024, rss  # flat: no per-frame growth (15 fps x ~100 kB x 20 s would be 30 MB)
-        # the link recovers: frames flow again
-        assert cam.wait(lambda: sent[-1][0] > t0 + stall_to + 1, 10)
+        # the link recovers: frames sent after the stall flow again
+        t_end = _ns(stats[-1][1].header.stamp)
+        assert cam.wait(lambda: any(_ns(m.send_stamp) > t_end for _, m in sent), 60), edge.output()[-2000:]
         assert edge.alive()
     finally:
         cam.close()

@@ -25,7 +25,9 @@ def test_demo_short_run(tmp_path, shared_dir):
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir() and p.name[:2] == '20')
     s = json.loads((run_dir / 'summary.json').read_text())
     f = s['frames']
-    assert f['captured'] > 30 and f['sent'] > 10 and f['processed'] >= 2, f
+    # counts seen by the demo's monitor, which drops best-effort frames when the machine is slow: they
+    # show the chain ran, not how fast (speed figures are `runespoor bench`'s and the demo summary's)
+    assert f['captured'] > 0 and f['sent'] > 0 and f['processed'] >= 2, f
     assert s['tail_frames_flagged'] > 0 and s['sent_frames_tail_mode'] > 0
     assert any(k['tail_mode'] and 'tail frame' in k['reason'] for k in s['knob_changes'])
     assert s['cac_reaction_ms']['count'] > 0 and s['cac_reaction_ms']['median'] > 0

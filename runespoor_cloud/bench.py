@@ -6,7 +6,8 @@ Measures, at CamVid size (480x360) and Cityscapes size (2048x1024):
   edge       area downsample + JPEG encode per scale (1, 2, 4, 6, 8) and quality (bytes too);
   cloud      JPEG decode; restore per method (bilinear, sr, asr) per scale; segmentation; tail detection;
              the whole cloud chain decode -> restore -> segment -> tail and its frames/s, naive (eager fp32,
-             the plain Restorer/Segmenter) vs optimized (runespoor_cloud.fastpath), and the cumulative
+             Restorer/Segmenter with PLAIN options) vs optimized (their OPTIMIZED options,
+             runespoor_cloud/inference.py), both through runespoor_cloud/chain.py, and the cumulative
              ablation of the optimizations; the optimized chain's output error against the naive chain;
   transport  EncodedFrame and full-resolution sensor_msgs/Image latency between two processes over DDS
              (a pong subprocess stamps the arrival time; one machine, one clock);
@@ -26,12 +27,19 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+# torch and the models (restore, segmentation, chain) are imported where they are used:
+# `runespoor bench --help` and `--markdown` need none of them,
+# and importing torch takes seconds on the 2-core machine.
+
+from runespoor_common import stats
+from runespoor_common.fileio import write_json_atomic
+from runespoor_common.params import parse_size
 
 SCHEMA = 'runespoor-bench/1'
 DEFAULT_SIZES = ((480, 360), (2048, 1024))
@@ -46,13 +54,8 @@ PAPER = {'asr_ms_2048x1024': [68.0, 80.0], 'segmentation_ms_2048x1024': 316.0, '
 
 # --------------------------------------------------------------------------- statistics
 def summarize(samples_ms: list[float]) -> dict:
-    """median, p95, min, mean of a list of times [ms]."""
-    a = np.asarray(samples_ms, dtype=np.float64)
-    if a.size == 0:
-        return {'n': 0, 'median_ms': None, 'p95_ms': None, 'min_ms': None, 'mean_ms': None}
-    return {'n': int(a.size), 'median_ms': round(float(np.median(a)), 4),
-            'p95_ms': round(float(np.percentile(a, 95)), 4), 'min_ms': round(float(a.min()), 4),
-            'mean_ms': round(float(a.mean()), 4)}
+    """n, median, p95, min, mean of a list of times [ms] (keys `median_ms` ..., 4 decimals)."""
+    return stats.summarize(samples_ms, unit='ms', digits=4)
 
 
 def measure(fn: Callable[[int], object], reps: int, warmup: int = 1, sync: Callable[[], None] | None = None
@@ -109,7 +112,7 @@ def machine_info(device: str, threads: int) -> dict:
     import cv2
     import torch
 
-    from .fastpath import available_cores, cpu_has_native_bf16
+    from .inference import available_cores, cpu_has_native_bf16
     info = {
         'cpu_model': _cpu_model(), 'logical_cpus': os.cpu_count(), 'cores_available': available_cores(),
         'torch_threads': torch.get_num_threads(), 'requested_threads': threads, 'opencv_threads': cv2.getNumThreads(),
@@ -134,9 +137,9 @@ def machine_info(device: str, threads: int) -> dict:
 # --------------------------------------------------------------------------- inputs and models
 def _parse_size(text: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 480x360, got {text!r}') from None
+        w, h = parse_size(text) or (0, 0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if w < 8 or h < 8:
         raise argparse.ArgumentTypeError(f'size {text!r} is too small (at least 8x8)')
     return w, h
@@ -148,7 +151,7 @@ def load_frames(size: tuple[int, int], data_root: str | None, count: int) -> tup
     import cv2
 
     from runespoor_common import paths
-    from .datasets import list_samples, load_image
+    from runespoor_common.datasets import list_samples, load_image
     w, h = size
     try:
         root = paths.data_root(data_root)
@@ -176,10 +179,11 @@ def load_frames(size: tuple[int, int], data_root: str | None, count: int) -> tup
 
 def make_restorer(methods: tuple[str, ...], scales: tuple[int, ...], device: str, weights_dir: str | None,
                   dataset: str = 'camvid'):
-    """A Restorer for each method in `methods` ({method: (Restorer, {scale: weights note})}).
+    """A Restorer (PLAIN options) for each method in `methods` ({method: (Restorer, {scale: weights note})}).
 
     Trained weights are used where their file exists; otherwise a randomly initialised CARN-M of the right
-    architecture and scale stands in (same cost, meaningless output) and the note says so."""
+    architecture and scale stands in (same cost, meaningless output), passed as the Restorer's `models`, and
+    the note says so."""
     import torch
 
     from runespoor_common import paths
@@ -192,21 +196,19 @@ def make_restorer(methods: tuple[str, ...], scales: tuple[int, ...], device: str
             out[method] = (Restorer({s: 'bilinear' for s in scales}, wdir, dataset, device), {})
             continue
         have = {s: weight_path(wdir, dataset, method, s) for s in scales}
-        trained = {s: p for s, p in have.items() if p.is_file()}
-        r = Restorer({s: method for s in trained}, wdir, dataset, device)
-        notes = {}
+        notes, stand_ins = {}, {}
         for s in scales:
-            if s in trained:
-                notes[s] = f'trained: {trained[s].name}'
+            if have[s].is_file():
+                notes[s] = f'trained: {have[s].name}'
                 continue
             # no trained file yet: same architecture, random weights (documented in the JSON)
             torch.manual_seed(s)
-            m = build('carn_m', scale=s).eval().to(device)
+            m = build('carn_m', scale=s).eval()
             for p in m.parameters():
                 p.requires_grad_(False)
-            r.methods[s] = method
-            r.models[s] = m
+            stand_ins[s] = m
             notes[s] = f'random-init carn_m x{s} ({have[s].name} not found): timing only'
+        r = Restorer({s: method for s in scales}, wdir, dataset, device, models=stand_ins)
         out[method] = (r, notes)
     return out
 
@@ -252,11 +254,11 @@ class Bench:
     # ---- decode
     def decode(self, size, frames):
         from runespoor_edge.codec import decode_jpeg, edge_encode
-        from .fastpath import decode_rgb
+        from .chain import decode
         rows = []
         for scale in self.args.scales_all:
             data = [edge_encode(f, scale, 75) for f in frames]
-            for impl, fn in (('naive', decode_jpeg), ('optimized', decode_rgb)):
+            for impl, fn in (('naive', decode_jpeg), ('optimized', lambda d: decode(d, rgb_direct=True))):
                 st = measure(lambda i: fn(data[i % len(data)]), max(self.reps, 10), 2)
                 rows.append({'size': _sz(size), 'scale': scale, 'quality': 75, 'impl': impl, **st})
         return rows
@@ -311,7 +313,7 @@ class Bench:
         """Naive and optimized chain per (method, scale), measured alternately frame by frame so that
         both see the same machine load (the ratio is then a fair one even on a shared machine)."""
         from runespoor_edge.codec import edge_encode
-        from .fastpath import CloudChain
+        from .chain import CloudChain
         rows = []
         w, h = size
         big = w * h > 1_000_000
@@ -320,7 +322,7 @@ class Bench:
             data = [edge_encode(f, scale, 75) for f in frames]
             chains = {}
             if not (self.quick and big and method != 'bilinear'):
-                chains['naive'] = CloudChain(r, seg, None)
+                chains['naive'] = CloudChain(r, seg)
             chains['optimized'] = CloudChain(fast[method], fseg)
             heavy = 'naive' in chains and method != 'bilinear' or (big and method != 'bilinear')
             n = self.reps_for(size, heavy=heavy)
@@ -336,7 +338,7 @@ class Bench:
                 stage_med = {k: round(statistics.median(sg[k] for _, sg in times[impl]), 3)
                              for k in times[impl][0][1]}
                 rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'impl': impl,
-                             'options': chain.options.describe() if chain.options else 'naive (plain classes)',
+                             'options': 'naive (plain classes)' if impl == 'naive' else chain.options.describe(),
                              'fps': round(1000.0 / st['median_ms'], 2), 'stages_median_ms': stage_med,
                              'weights': notes.get(scale, 'none needed'), **st})
                 self.log(f'chain {_sz(size)} {method} x{scale} {impl}: {st["median_ms"]:.1f} ms '
@@ -349,13 +351,15 @@ class Bench:
         the model's own noise floor: the agreement of the naive labels with the labels of the naive restored
         frame plus uniform +-1 grey-level noise (how stable the segmentation is at this size at all)."""
         from runespoor_edge.codec import edge_encode, edge_roundtrip
-        from .fastpath import TOLERANCE, CloudChain, compare_outputs, psnr
+        from .chain import CloudChain, compare_outputs
+        from .inference import TOLERANCE
+        from .metrics import psnr
         rows = []
         w, h = size
         rng = np.random.default_rng(0)
         for method, scale in configs:
             r, notes = restorers[method]
-            naive, fast = CloudChain(r, seg, None), CloudChain(fast_r[method], fseg)
+            naive, fast = CloudChain(r, seg), CloudChain(fast_r[method], fseg)
             fr = fast_r[method]
             agree, same, psnrs, floor = [], [], [], []
             for f in frames:
@@ -371,7 +375,7 @@ class Bench:
                 floor.append(float((seg.predict(hr) == seg.predict(noisy.astype(np.uint8))).mean()))
             bound = min(TOLERANCE['label_agreement'], min(floor))
             row = {'size': _sz(size), 'method': method, 'scale': scale, 'frames': len(frames),
-                   'options': fast.options.describe() if fast.options else '',
+                   'options': fast.options.describe(),
                    'label_agreement_min': round(min(agree), 6), 'label_agreement_mean': round(float(np.mean(agree)), 6),
                    'noise_floor_agreement_min': round(min(floor), 6), 'agreement_bound': round(bound, 6),
                    'same_tail_verdict': all(same),
@@ -387,7 +391,8 @@ class Bench:
     def ablation(self, size, frames, restorers, seg, configs):
         """Cumulative optimization steps on the whole chain, measured round-robin (one frame per step in
         turn) so that a change in the machine's load hits every step alike."""
-        from .fastpath import ABLATION, COMPILED, CloudChain, FastOptions
+        from .chain import CloudChain
+        from .inference import ABLATION, COMPILED
         from runespoor_edge.codec import edge_encode
         rows = []
         w, h = size
@@ -399,7 +404,7 @@ class Bench:
             for name, opts in steps:
                 try:
                     t_build = time.perf_counter()
-                    chain = CloudChain(r, seg, None if name == 'naive' else opts)
+                    chain = CloudChain(r.with_options(opts), seg.with_options(opts))
                     chain(data[0], scale, (w, h))  # builds (traces / compiles) on the first frame
                     first[name] = (time.perf_counter() - t_build) * 1000.0
                     chains[name] = chain
@@ -423,8 +428,7 @@ class Bench:
                 med = st['median_ms']
                 base = base or med
                 rows.append({'size': _sz(size), 'method': method, 'scale': scale, 'step': name,
-                             'options': opts.describe() if isinstance(opts, FastOptions) and name != 'naive'
-                             else 'naive (plain classes)',
+                             'options': 'naive (plain classes)' if name == 'naive' else opts.describe(),
                              'fps': round(1000.0 / med, 2), 'speedup_vs_naive': round(base / med, 2),
                              'first_call_ms': round(first[name], 1),
                              'restore_median_ms': round(statistics.median(s['restore'] for _, s in times[name]), 2),
@@ -437,7 +441,7 @@ class Bench:
     def run(self) -> dict:
         import torch
 
-        from .fastpath import EXACT, OPTIMIZED, FastRestorer, FastSegmenter, configure_threads
+        from .inference import EXACT, OPTIMIZED, configure_threads
         from .segmentation import Segmenter
         args = self.args
         threads = configure_threads(args.threads)
@@ -457,7 +461,7 @@ class Bench:
         with torch.inference_mode():
             restorers = make_restorer(tuple(args.methods), tuple(args.scales), self.device, args.weights_dir)
         res['config']['weights'] = {m: {str(s): n for s, n in notes.items()} for m, (_, notes) in restorers.items()}
-        fast = {m: FastRestorer(r, fast_opts) for m, (r, _) in restorers.items()}
+        fast = {m: r.with_options(fast_opts) for m, (r, _) in restorers.items()}
         learned = [m for m in args.methods if m != 'bilinear']
         chain_method = 'asr' if 'asr' in learned else (learned[0] if learned else 'bilinear')
         for size in args.sizes:
@@ -470,7 +474,7 @@ class Bench:
             res['restore'] += self.restore(size, frames, restorers, fast, chain_method)
             dataset = 'cityscapes' if (w, h) == (2048, 1024) else 'camvid'
             seg = Segmenter('espnet', dataset=dataset, device=self.device, model_dir=args.model_dir)
-            fseg = FastSegmenter(seg, fast_opts)
+            fseg = seg.with_options(fast_opts)
             res['segmentation'] += self.segmentation(size, frames, seg, fseg)
             label_maps = [seg.predict(f) for f in frames]
             res['tail'] += self.tail(size, label_maps)
@@ -727,13 +731,7 @@ def run(args: argparse.Namespace) -> int:
     args.scales_all = tuple(sorted({1, *args.scales}))
     args.sizes = [tuple(s) for s in args.sizes]
     res = Bench(args).run()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
-    with os.fdopen(fd, 'w') as fh:
-        json.dump(res, fh, indent=1, default=str)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    out = write_json_atomic(res, args.out, indent=1, default=str)
     if not args.silent:
         print(render_markdown(res), end='')
         print(f'[bench] wrote {out} in {res["wall_s"]} s', file=sys.stderr)

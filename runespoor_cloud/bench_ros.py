@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runespoor_common import rosenv
+from runespoor_common import graph, rosenv
 
 PONG_TOPICS = {'EncodedFrame': ('bench/ping_encoded', 'sensor'), 'Image': ('bench/ping_image', 'image')}
 REPLY_TOPIC = 'bench/pong'
@@ -284,10 +284,10 @@ def control(args, log=print) -> dict:
         def on_frame(msg):
             with lock:
                 frames_log.append((time.perf_counter(), bool(msg.knobs.tail_mode), msg.knobs.config_id))
-        node.create_subscription(KnobConfig, 'runespoor/knobs', on_knobs, LATCHED_QOS)
-        node.create_subscription(EncodedFrame, 'runespoor/uplink', on_frame, SENSOR_QOS)
-        cam = node.create_publisher(Image, 'camera/image_raw', SENSOR_QOS)
-        reports = node.create_publisher(TailReport, 'runespoor/tail_report', RELIABLE_QOS)
+        node.create_subscription(KnobConfig, graph.KNOBS, on_knobs, LATCHED_QOS)
+        node.create_subscription(EncodedFrame, graph.UPLINK, on_frame, SENSOR_QOS)
+        cam = node.create_publisher(Image, graph.CAMERA_IMAGE, SENSOR_QOS)
+        reports = node.create_publisher(TailReport, graph.TAIL_REPORT, RELIABLE_QOS)
         rng = np.random.default_rng(2)
         small = rng.integers(0, 256, (360 // 16, 480 // 16, 3), dtype=np.uint8)
         import cv2

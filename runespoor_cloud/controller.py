@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runespoor_cloud.tail import parse_scale_thresholds
+from runespoor_common import paths
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 
 
@@ -123,6 +124,14 @@ def parse_profile(doc, path: str = '<profile>') -> Profile:
         return Profile(str(doc.get('dataset', '')), frame_rate, levels, dict(td), str(path))
     except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong kind (null, list, ...)
         raise ProfileError(f'profile {path}: {exc}') from None
+
+
+def resolve_profile(value: str) -> Path:
+    """A profile parameter's value: a path, or a bare name for config/profiles/<name>.yaml."""
+    p = Path(value)
+    if p.suffix in ('.yaml', '.yml') or p.is_absolute() or len(p.parts) > 1:
+        return p
+    return paths.config_dir() / 'profiles' / f'{value}.yaml'
 
 
 def load_profile(path: str | os.PathLike) -> Profile:

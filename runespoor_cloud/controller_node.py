@@ -4,25 +4,16 @@ reliable + transient local, depth 1). Logs every switch with its reason and reco
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
 
 from runespoor.msg import KnobConfig, LinkStats, TailReport
-from runespoor_cloud.controller import CacController, Decision, load_profile
+from runespoor_cloud.controller import CacController, Decision, load_profile, resolve_profile
 from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_common.params import Param, in_range, one_of
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, in_range, one_of
 from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS
-
-
-def resolve_profile(value: str) -> Path:
-    """A path, or a bare name for config/profiles/<name>.yaml."""
-    from runespoor_common import paths
-    p = Path(value)
-    if p.suffix in ('.yaml', '.yml') or p.is_absolute() or len(p.parts) > 1:
-        return p
-    return paths.config_dir() / 'profiles' / f'{value}.yaml'
 
 
 PARAMS = [
@@ -40,7 +31,6 @@ PARAMS = [
 class ControllerNode(Node):
     def __init__(self, **kwargs):
         super().__init__('cac_controller', **kwargs)
-        from runespoor_common.params import declare
         self.p = declare(self, PARAMS, on_change=self.on_params)
         path = resolve_profile(self.p['profile'])
         self.profile = load_profile(path)  # ProfileError names the file and the problem
@@ -97,7 +87,6 @@ class ControllerNode(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(ControllerNode, args)
 
 

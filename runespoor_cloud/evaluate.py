@@ -1,11 +1,12 @@
 """`runespoor eval`: restoration methods x scales x JPEG qualities on a data set split -> metrics.json.
 
 Every frame goes through the exact edge encoding (:func:`runespoor_edge.codec.edge_roundtrip`: area
-downsample, JPEG, decode), the cloud restoration (:class:`runespoor_cloud.restore.Restorer`) and the frozen
-segmentation (:class:`runespoor_cloud.segmentation.Segmenter`), and is scored with the DESIGN §2 metrics
-(:mod:`runespoor_cloud.metrics`, :mod:`runespoor_cloud.tailmetrics`). ``hr`` is inference on the original
-frame (no encoding); ``bilinear`` and ``hr`` are always computed because the tail class set is defined by
-them. A method whose weight file is missing (or does not load) is reported and skipped.
+downsample, JPEG, decode) and the cloud chain (:class:`runespoor_cloud.chain.CloudChain`: restoration by
+:class:`runespoor_cloud.restore.Restorer`, the frozen :class:`runespoor_cloud.segmentation.Segmenter`,
+the tail detector's small-region ratio; the reference path, PLAIN options), and is scored with the metrics
+of :mod:`runespoor_cloud.metrics`. ``hr`` is inference on the original frame (no encoding); ``bilinear``
+and ``hr`` are always computed because the tail class set is defined by them. A method
+whose weight file is missing (or does not load) is reported and skipped.
 
 Per-frame results (confusion matrix, bytes, PSNR, SSIM, small-region ratio of the prediction) are cached
 under ``--cache-dir`` (default ``$RUNESPOOR_CACHE`` or ``~/.cache/runespoor``), keyed by the configuration,
@@ -16,18 +17,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from runespoor_common import paths
+# torch and the models (restore, segmentation, chain) are imported where they are used:
+# `runespoor eval --help` and the summaries need none of them,
+# and importing torch takes seconds on the 2-core machine.
+
+from runespoor_common import fileio, params, paths
 
 ALL_METHODS = ('bilinear', 'sr', 'asr', 'cloudseg', 'hr')
 MODEL_METHODS = ('sr', 'asr', 'cloudseg')
@@ -81,19 +84,7 @@ def jsonable(obj):
 
 
 def write_json_atomic(obj, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as fh:
-            json.dump(jsonable(obj), fh, indent=1)
-            fh.write('\n')
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; these are ordinary output files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return fileio.write_json_atomic(jsonable(obj), path, indent=1)
 
 
 def command_line(sub: str) -> str:
@@ -132,33 +123,30 @@ class FrameScore:
     t_seg: float
 
 
-def score_frame(hr: np.ndarray, label: np.ndarray, segmenter, restorer, method: str, scale: int,
-                quality: int | None, small_region_area: float = DEFAULT_SMALL_REGION_AREA,
-                tail_downsample: int = DEFAULT_TAIL_DOWNSAMPLE, image_quality: bool = True) -> FrameScore:
-    """One frame through edge encoding -> restoration -> segmentation, scored against `label`."""
+def score_frame(hr: np.ndarray, label: np.ndarray, chain, method: str, scale: int, quality: int | None,
+                image_quality: bool = True) -> FrameScore:
+    """One frame through edge encoding and the cloud chain (runespoor_cloud/chain.py: restore -> segment ->
+    tail), scored against `label`. ``hr``: the original frame, not encoded, not restored."""
     from runespoor_edge.codec import edge_roundtrip
     from .metrics import confusion_matrix, psnr, ssim
-    from .tail import analyze
     h, w = hr.shape[:2]
     t0 = time.perf_counter()
     if method == 'hr':
-        out, nbytes = hr, 0
+        lr, nbytes, scale = hr, 0, 1
     else:
         lr, nbytes = edge_roundtrip(hr, int(scale), int(quality))
-        out = restorer.restore(lr, int(scale), (w, h))
-    t1 = time.perf_counter()
-    pred = segmenter.predict(out)
-    t2 = time.perf_counter()
-    k = segmenter.num_classes
-    cm = confusion_matrix(pred, label, k, segmenter.info.ignore_label)
-    ratio = analyze(pred, small_region_area, 0.0, tail_downsample).small_region_ratio
+    t_edge = time.perf_counter() - t0
+    res = chain.process(lr, int(scale), (w, h))
+    seg = chain.segmenter
+    cm = confusion_matrix(res.labels, label, seg.num_classes, seg.info.ignore_label)
     if method == 'hr':
         p, s = float('inf'), 1.0
     elif image_quality:
-        p, s = psnr(out, hr), ssim(out, hr)
+        p, s = psnr(res.restored, hr), ssim(res.restored, hr)
     else:
         p, s = float('nan'), float('nan')
-    return FrameScore(cm, int(nbytes), float(p), float(s), float(ratio), t1 - t0, t2 - t1)
+    return FrameScore(cm, int(nbytes), float(p), float(s), float(res.tail.small_region_ratio),
+                      t_edge + res.times_ms['restore'] / 1000.0, res.times_ms['segment'] / 1000.0)
 
 
 class FrameCache:
@@ -194,22 +182,13 @@ class FrameCache:
     def save(self) -> None:
         if self.path is None or not self.dirty or not self.rows:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(self.rows)
         r = [self.rows[k] for k in keys]
-        fd, tmp = tempfile.mkstemp(prefix=f'.{self.path.stem}.', suffix='.npz', dir=self.path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, keys=np.array(keys), cm=np.stack([x.cm for x in r]),
-                     nbytes=np.array([x.nbytes for x in r], np.int64),
-                     psnr=np.array([x.psnr for x in r]), ssim=np.array([x.ssim for x in r]),
-                     ratio=np.array([x.ratio for x in r]), t_restore=np.array([x.t_restore for x in r]),
-                     t_seg=np.array([x.t_seg for x in r]))
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        fileio.write_atomic(self.path, lambda fh: np.savez(
+            fh, keys=np.array(keys), cm=np.stack([x.cm for x in r]), nbytes=np.array([x.nbytes for x in r], np.int64),
+            psnr=np.array([x.psnr for x in r]), ssim=np.array([x.ssim for x in r]),
+            ratio=np.array([x.ratio for x in r]), t_restore=np.array([x.t_restore for x in r]),
+            t_seg=np.array([x.t_seg for x in r])), binary=True)
         self.dirty = False
 
 
@@ -255,6 +234,7 @@ class Runner:
         self.tail_downsample = tail_downsample
         self.cache_dir = cache_dir
         self._restorers: dict[tuple[str, int], object] = {}
+        self._chains: dict[tuple[str, int], object] = {}
         self._hashes: dict[tuple[str, int], str] = {}
 
     def weight_file(self, method: str, scale: int) -> Path | None:
@@ -265,6 +245,7 @@ class Runner:
 
     def restorer(self, method: str, scale: int):
         """The Restorer for (method, scale); raises ModelFileError / ValueError when it cannot load."""
+        from .chain import CloudChain, TailSettings
         from .restore import Restorer
         key = (method, int(scale))
         if key not in self._restorers:
@@ -275,6 +256,9 @@ class Runner:
                 m = 'bilinear' if scale == 1 else method
                 self._restorers[key] = Restorer({int(scale): m}, self.weights_dir, self.dataset, self.device)
                 self._hashes[key] = file_hash(self.weight_file(method, scale))
+            # threshold 0: only the small-region ratio is scored, not a verdict
+            self._chains[key] = CloudChain(self._restorers[key], self.segmenter, TailSettings(
+                small_region_area=self.small_region_area, tail_threshold=0.0, downsample=self.tail_downsample))
         return self._restorers[key]
 
     def check(self, method: str, scale: int) -> str | None:
@@ -294,7 +278,7 @@ class Runner:
         key = config_key(self.dataset, 'bilinear' if cfg.scale == 1 and cfg.method != 'hr' else cfg.method,
                          cfg.scale, cfg.quality, self._hashes[(cfg.method, cfg.scale)], self.seg_hash,
                          self.small_region_area, self.tail_downsample, image_quality)
-        from .datasets import get_info
+        from runespoor_common.datasets import get_info
         if self.size is None:
             key += '-source'
         elif self.size != tuple(get_info(self.dataset).native_size):   # the default size has no suffix
@@ -306,7 +290,7 @@ class Runner:
         """Score every config on every sample (frames outer, so each frame is read once)."""
         import cv2
         from tqdm import tqdm
-        from .datasets import load_image, load_label
+        from runespoor_common.datasets import load_image, load_label
         caches = {c: self.cache_for(c, image_quality) for c in configs}
         keys = [FrameCache.frame_key(s.image_path) for s in samples]
         todo = [i for i, k in enumerate(keys) if any(caches[c].get(k) is None for c in configs)]
@@ -332,8 +316,8 @@ class Runner:
                 for c in configs:
                     if caches[c].get(keys[i]) is None:
                         caches[c].put(keys[i], score_frame(
-                            hr, label, self.segmenter, self._restorers[(c.method, c.scale)], c.method, c.scale,
-                            c.quality, self.small_region_area, self.tail_downsample, image_quality))
+                            hr, label, self._chains[(c.method, c.scale)], c.method, c.scale, c.quality,
+                            image_quality))
                 if time.monotonic() - last_save > 60:
                     for cache in caches.values():
                         cache.save()
@@ -351,7 +335,7 @@ class Runner:
 def summarize(scores: dict[Config, list[FrameScore]], sequences: list[str], class_names: list[str],
               episode_length: int = 10) -> list[dict]:
     """metrics.json rows, one per config: overall and class-wise, tail set, frame-wise, image quality."""
-    from . import tailmetrics as tm
+    from . import metrics as tm
     from .metrics import class_iou, miou
     hr_cfg = next((c for c in scores if c.method == 'hr'), None)
     if hr_cfg is None:
@@ -435,7 +419,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def select_samples(dataset: str, root, split: str, every: int = 1, limit: int | None = None):
-    from .datasets import list_samples
+    from runespoor_common.datasets import list_samples
     samples = list_samples(dataset, root, split)[::max(1, int(every))]
     return samples[:limit] if limit else samples
 
@@ -453,22 +437,18 @@ def setup_runner(args) -> 'Runner':
 
 def parse_size(text: str | None, dataset: str) -> tuple[int, int] | None:
     """--size: 'native' -> the data set's model size, 'source' -> None (as stored), 'WxH' -> (W, H)."""
-    from .datasets import get_info
-    if text in (None, '', 'source'):
+    from runespoor_common.datasets import get_info
+    if text in (None, 'source'):
         return None
-    if text == 'native':
-        return tuple(get_info(dataset).native_size) or None
     try:
-        w, h = (int(v) for v in str(text).lower().split('x'))
-        assert w > 0 and h > 0
-    except (ValueError, AssertionError):
-        raise EvalError(f'--size must be native, source or WxH (e.g. 1024x512), got {text!r}') from None
-    return w, h
+        return params.parse_size(text, '--size', native=get_info(dataset).native_size)
+    except ValueError as exc:
+        raise EvalError(f'{exc} (or source)') from None
 
 
 def run(args: argparse.Namespace) -> int:
     from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
-    from .datasets import DatasetError, get_info
+    from runespoor_common.datasets import DatasetError, get_info
     from .models import ModelFileError
     t_start = time.perf_counter()
     scales = parse_int_list(args.scales, '--scales')

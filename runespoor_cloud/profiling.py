@@ -11,7 +11,7 @@
    whose mean bytes on the tail frames fit the same budget (mIoU = confusion matrix accumulated over the
    frame subset; ties -> fewer bytes). Where nothing fits, the smallest config is taken and flagged.
 4. The tail threshold: linear regression of the small-region ratio on frame mIoU at the reference config
-   (:func:`runespoor_cloud.tailmetrics.fit_tail_threshold`). With ``--tail-rule fit`` (default) the sign of
+   (:func:`runespoor_cloud.metrics.fit_tail_threshold`). With ``--tail-rule fit`` (default) the sign of
    the slope chooses the rule: 'below' (the paper's: tail frames have few small regions) or 'above' (they
    have many, as on CamVid). The same fit is made per scale at the reference quality (tail = that config's
    worst 10 %), since restored label maps of coarser scales carry more small regions: `scale_thresholds`.
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from runespoor_common import paths
+from runespoor_common.fileio import write_text_atomic
 
 DEFAULT_SCALES = (1, 2, 4, 6, 8)
 DEFAULT_QUALITIES = (40, 50, 60, 70, 80, 90)
@@ -155,23 +156,6 @@ def _f2(v: float) -> str:
     return 'n/a' if v is None or not math.isfinite(v) else f'{v:.2f}'
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
-    import os
-    import tempfile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; these are ordinary output files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 # --------------------------------------------------------------------------------------------------------
 # CLI
 
@@ -216,7 +200,7 @@ def _restoration_plan(runner, scales, prefs) -> dict[int, str]:
 
 
 def _scores_to_arrays(scores, cfg_of, samples):
-    from .tailmetrics import present_miou
+    from .metrics import present_miou
     out = {}
     for key, cfg in cfg_of.items():
         fs = scores[cfg]
@@ -227,8 +211,8 @@ def _scores_to_arrays(scores, cfg_of, samples):
 
 def run(args: argparse.Namespace) -> int:
     from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
-    from . import tailmetrics as tm
-    from .datasets import DatasetError
+    from . import metrics as tm
+    from runespoor_common.datasets import DatasetError
     from .evaluate import (Config, EvalError, command_line, parse_int_list, select_samples, setup_runner,
                            write_json_atomic)
     from .models import ModelFileError

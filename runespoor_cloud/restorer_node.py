@@ -1,7 +1,8 @@
 """Restorer (ASR) node: runespoor/uplink (EncodedFrame) -> runespoor/restored (sensor_msgs/Image).
 
 Decodes the JPEG and restores the source resolution with the method configured for the frame's scale
-(bilinear / sr / asr / cloudseg; one model per scale, loaded once at start, strictly). The restored
+(bilinear / sr / asr / cloudseg; one model per scale, loaded once at start, strictly): the decode and
+restore stages of the cloud chain (runespoor_cloud/chain.py). The restored
 image keeps the camera frame's header. Each frame's metadata (seq, knobs, session) goes on
 runespoor/frame_info (an EncodedFrame without the JPEG) so the tail detector can judge it.
 Bad frames are rejected with a throttled, specific log line and a diagnostics counter.
@@ -12,24 +13,25 @@ import math
 import time
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame
+from runespoor_cloud.chain import CloudChain
+from runespoor_cloud.restore import METHODS, Restorer
+from runespoor_cloud.serving import SERVING_PARAMS, inference_options, warmup_size
 from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_common.params import Param, in_range, one_of, parses, size_check
-from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS
+from runespoor_common.imgconv import rgb_to_image
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, one_of, parses
+from runespoor_common.qos import IMAGE_QOS, RELIABLE_QOS, UPLINK_IN_QOS
+from runespoor_edge.codec import VALID_SCALES, CodecError
 
-#: Only the newest uplink frame matters: a deeper queue would only add latency.
-UPLINK_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 MAX_SOURCE_SIDE = 8192
 REJECT_LOG_PERIOD_S = 2.0  # one log line per rejection kind per period
 
 
 def parse_methods(text: str) -> dict[int, str]:
     """"2:asr,4:asr" -> {2: 'asr', 4: 'asr'} (validated)."""
-    from runespoor_cloud.restore import METHODS
-    from runespoor_edge.codec import VALID_SCALES
     out = {}
     for item in str(text).split(','):
         if not item.strip():
@@ -55,48 +57,23 @@ PARAMS = [
           read_only=True),
     Param('weights_dir', '', "folder of the project's trained weights (<dir>/<dataset>/<method>_x<scale>.pt); "
           "empty = the installed models/", read_only=True),
-    Param('device', 'cpu', 'torch device', one_of('cpu', 'cuda'), read_only=True),
-    Param('threads', 0, 'torch CPU threads; 0 = torch default', in_range(0, 256), read_only=True),
-    # added for the fast path (runespoor_cloud/fastpath.py, docs/performance.md): same outputs within
-    # fastpath.TOLERANCE; false = the plain eager fp32 Restorer
-    Param('optimized', True, 'fast inference: channels-last, frozen graph, bf16 SR on CPUs with native bf16 '
-          '(fp16 on CUDA); false = plain eager fp32', read_only=True),
-    Param('warmup_size', 'native', "frame size WIDTHxHEIGHT to run every model once at start-up (the first "
-          "frame of each model otherwise costs seconds: graph tracing); 'native' = the data set's size "
-          "(CamVid 480x360, Cityscapes 1024x512), 'none' = no warm-up", size_check, read_only=True),
-]
-
-
-def warmup_size(value: str, dataset: str) -> tuple[int, int] | None:
-    """The warm-up frame size of a `warmup_size` parameter value ('native' = the data set's size)."""
-    from runespoor_common.params import parse_size
-    if str(value).strip().lower() == 'native':
-        from runespoor_cloud.datasets import get_info
-        return tuple(get_info(dataset).native_size) or None
-    return parse_size(value, 'warmup_size')
+] + SERVING_PARAMS
 
 
 class RestorerNode(Node):
     def __init__(self, **kwargs):
         super().__init__('restorer', **kwargs)
-        from runespoor_common.params import declare
-        from runespoor_cloud.restore import Restorer
         p = declare(self, PARAMS)
         methods = parse_methods(p['methods'])
         t0 = time.monotonic()
         # Loads every model now, strictly; a missing/mismatched file raises ModelFileError naming it.
         self.restorer = Restorer(methods, weights_dir=p['weights_dir'] or None, dataset=p['dataset'],
-                                 device=p['device'], threads=p['threads'] or None)
-        if p['optimized']:  # drop-in wrapper: same restore()/method()/methods (runespoor_cloud.fastpath)
-            from runespoor_cloud.fastpath import optimize_restorer
-            self.restorer = optimize_restorer(self.restorer)
+                                 device=p['device'], threads=p['threads'] or None,
+                                 options=inference_options(p['optimized']))
+        self.chain = CloudChain(self.restorer, tail=None)  # this node runs the decode and restore stages
         size = warmup_size(p['warmup_size'], p['dataset'])
         if size is not None:  # every scale's graph is traced now, not on its first real frame
-            import numpy as np
-            for scale in sorted(methods):
-                lr = np.zeros((size[1] // scale, size[0] // scale, 3), np.uint8)
-                for _ in range(2):
-                    self.restorer.restore(lr, scale, source_size=size)
+            self.restorer.warmup(size)
         self.get_logger().info(f'restoration {methods} on {p["device"]} loaded in '
                                f'{time.monotonic() - t0:.1f} s'
                                + (f' (warmed up at {size[0]}x{size[1]})' if size else ''))
@@ -121,7 +98,6 @@ class RestorerNode(Node):
 
     def check(self, msg: EncodedFrame) -> tuple[str, str] | None:
         """None when the frame's metadata is usable, else (counter kind, why not)."""
-        from runespoor_edge.codec import VALID_SCALES
         fmt = msg.image.format.lower()
         if 'jpeg' not in fmt and 'jpg' not in fmt:
             return 'format', f'format {msg.image.format!r} is not JPEG'
@@ -139,8 +115,6 @@ class RestorerNode(Node):
         return None
 
     def on_frame(self, msg: EncodedFrame) -> None:
-        from runespoor_common.imgconv import rgb_to_image
-        from runespoor_edge.codec import CodecError, decode_jpeg
         t0 = time.perf_counter()
         if self.session is not None and (msg.session_id != self.session or
                                          (self.last_seq is not None and msg.seq < self.last_seq)):
@@ -156,7 +130,7 @@ class RestorerNode(Node):
         w, h = msg.source_width, msg.source_height
         try:
             # the header size is checked before decoding: a corrupt header must not cost GBs
-            lr = decode_jpeg(bytes(msg.image.data), expected_size=(w // scale, h // scale))
+            lr = self.chain.decode(bytes(msg.image.data), expected_size=(w // scale, h // scale))
         except CodecError as exc:
             kind = 'size' if 'expected' in str(exc) else 'jpeg'
             return self._reject(kind, f'{exc} (source {w}x{h} at x{scale})' if kind == 'size' else str(exc))
@@ -164,7 +138,7 @@ class RestorerNode(Node):
             return self._reject('size', f'JPEG is {lr.shape[1]}x{lr.shape[0]} but source {w}x{h} at x{scale} '
                                         f'gives {w // scale}x{h // scale}')
         try:
-            hr = lr if scale == 1 else self.restorer.restore(lr, scale, source_size=(w, h))
+            hr = self.chain.restore(lr, scale, (w, h))
         except (ValueError, RuntimeError, KeyError) as exc:
             return self._reject('restore', f'restoration failed: {exc}')
         info = EncodedFrame(header=msg.header, seq=msg.seq, session_id=msg.session_id, source_width=w,
@@ -185,7 +159,6 @@ class RestorerNode(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(RestorerNode, args)
 
 

@@ -2,11 +2,19 @@
 
 ``Segmenter.predict`` takes an RGB uint8 frame and returns class ids; ``forward_rgb01`` is the differentiable
 path used by ASR/CloudSeg training (RGB in [0, 1] -> logits), with the model's own preprocessing done on
-tensors: BGR, ``(img*255 - mean) / std / 255`` (ESPNet's recipe, see shared/README).
+tensors: BGR, ``(img*255 - mean) / std / 255`` (ESPNet's recipe, the data sets' mean/std in
+runespoor_common/datasets.py).
+
+Speed is an option of the same object (runespoor_cloud/inference.py): ``options=PLAIN`` (the default) runs
+the reference code below; any other options run a prepared copy of the model through a ModelRunner, with
+the normalisation as one 1x1 convolution and a reused input buffer. ``forward_rgb01`` (training) always
+uses the reference model.
 """
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from runespoor_common import paths
-from .datasets import DatasetInfo, get_info
+from runespoor_common.datasets import DatasetInfo, get_info
+from .inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_for,
+                        grad_context)
 from .models import ModelFileError, build, load_state_strict
+from .models.espnet import espnet_args_from_state_dict
 
 
 def default_weights(arch: str = 'espnet', dataset: str = 'camvid', model_dir: str | os.PathLike | None = None
@@ -40,7 +51,6 @@ def load_segmentation_model(arch: str, weights: str | os.PathLike) -> torch.nn.M
         raise ModelFileError(f'{weights}: expected a state_dict, found {type(sd).__name__}')
     sd = {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}  # DataParallel prefix
     if arch == 'espnet':
-        from .models.espnet import espnet_args_from_state_dict
         try:
             args = espnet_args_from_state_dict(sd)
         except (KeyError, ValueError, IndexError) as exc:
@@ -53,13 +63,16 @@ def load_segmentation_model(arch: str, weights: str | os.PathLike) -> torch.nn.M
 
 
 class Segmenter:
-    """Frozen segmentation model (eval mode, requires_grad False) with its preprocessing."""
+    """Frozen segmentation model (eval mode, requires_grad False) with its preprocessing.
+
+    ``options``: :class:`~runespoor_cloud.inference.InferenceOptions` (default PLAIN, the reference path;
+    ``OPTIMIZED`` is what the segmentation node runs)."""
 
     def __init__(self, arch: str = 'espnet', weights: str | os.PathLike | None = None, dataset: str = 'camvid',
                  device: str | torch.device = 'cpu', threads: int | None = None,
-                 model_dir: str | os.PathLike | None = None):
+                 model_dir: str | os.PathLike | None = None, options: InferenceOptions = PLAIN):
         if threads:
-            torch.set_num_threads(int(threads))
+            configure_threads(threads)
         self.arch = arch
         self.info: DatasetInfo = get_info(dataset)
         self.weights = Path(weights) if weights else default_weights(arch, dataset, model_dir)
@@ -77,6 +90,34 @@ class Segmenter:
         # BGR order, 0-255 scale
         self._mean = torch.tensor(self.info.mean_bgr, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(self.info.std_bgr, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._prepare(options)
+
+    def _prepare(self, options: InferenceOptions) -> None:
+        """Settle `options` for the device; with any optimisation, a prepared copy of the model (self.model
+        stays the reference, for training)."""
+        self.options = options.resolved(self.device)
+        self.fast = not self.options.plain
+        self.runner = None
+        if self.fast:
+            self.runner = ModelRunner(self.model, self.options, self.device, self.options.seg_precision,
+                                      fold_for(self.arch), graph=self.options.seg_graph)
+            # RGB 0..255 -> BGR, (v - mean) / std / 255 as one 1x1 convolution: a per-pixel channel
+            # permutation + affine map (exact; no padding involved)
+            mean = torch.tensor(self.info.mean_bgr, dtype=torch.float32)
+            std = torch.tensor(self.info.std_bgr, dtype=torch.float32)
+            w = torch.zeros(3, 3, 1, 1)
+            for c in range(3):  # output channel c (BGR) reads input channel 2 - c (RGB)
+                w[c, 2 - c, 0, 0] = 1.0 / (std[c] * 255.0)
+            self._norm_w = w.to(self.device, self.runner.dtype)
+            self._norm_b = (-mean / (std * 255.0)).to(self.device, self.runner.dtype)
+        self._frame_buf: torch.Tensor | None = None
+        self._lock = threading.RLock()  # the reused buffer: one frame at a time (multi-threaded executors)
+
+    def with_options(self, options: InferenceOptions) -> 'Segmenter':
+        """The same model run with other options (the weight file is not read again)."""
+        other = copy.copy(self)
+        other._prepare(options)
+        return other
 
     @property
     def num_classes(self) -> int:
@@ -101,16 +142,60 @@ class Segmenter:
         logits = self.model(inp)[:, :, :h, :w]
         return logits[:, :self.num_classes]
 
-    @torch.no_grad()
+    # ---- the optimised path (self.fast): input RGB 0..255, the model run by self.runner
+    def normalize255(self, x255: torch.Tensor) -> torch.Tensor:
+        """RGB 0..255 Bx3xHxW (any dtype) -> the model's normalized BGR input (run dtype/layout)."""
+        x = self.runner.prepare(x255)
+        return F.conv2d(x, self._norm_w, self._norm_b)
+
+    def logits255(self, x255: torch.Tensor) -> torch.Tensor:
+        h, w = x255.shape[-2:]
+        inp = self.normalize255(x255)
+        ph, pw = (-h) % 8, (-w) % 8
+        if ph or pw:
+            inp = F.pad(inp, (0, pw, 0, ph), mode='replicate')
+        out = self.runner(inp)
+        return out[:, :self.num_classes, :h, :w]
+
+    def labels255(self, x255: torch.Tensor) -> torch.Tensor:
+        """RGB 0..255 Bx3xHxW -> uint8 labels BxHxW (on the model's device); either path."""
+        if not self.fast:
+            return self.predict_tensor(x255.float() / 255.0).to(torch.uint8)
+        with grad_context(self.options):
+            return self.logits255(x255).argmax(1).to(torch.uint8)
+
+    def _frame_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        """RGB uint8 HxWx3 -> 1x3xHxW float 0..255 in a buffer reused while the size stays the same.
+        The HxWx3 array viewed as 1x3xHxW is already channels-last: one conversion pass, no transpose."""
+        src = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+        buf = self._frame_buf
+        if buf is None or buf.shape != src.shape:
+            buf = self._frame_buf = torch.empty(src.shape, dtype=self.runner.dtype, device=self.device,
+                                                memory_format=self.runner.memory_format)
+        buf.copy_(src, non_blocking=True)
+        return buf
+
+    # ---- both paths
     def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """RGB [0,1] Bx3xHxW -> int64 labels BxHxW."""
-        return self.forward_rgb01(x).argmax(1)
+        if self.fast:
+            with grad_context(self.options):
+                return self.logits255(x.float() * 255.0).argmax(1)
+        with torch.no_grad():
+            return self.forward_rgb01(x).argmax(1)
 
-    @torch.no_grad()
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 HxWx3 -> uint8 HxW class ids (argmax over the real classes)."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f'predict expects an RGB uint8 HxWx3 array, got '
-                             f'{getattr(rgb, "dtype", type(rgb))} {getattr(rgb, "shape", "")}')
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
-        return self.predict_tensor(x)[0].to(torch.uint8).cpu().numpy()
+        check_rgb(rgb, 'predict')
+        if self.fast:
+            with self._lock, grad_context(self.options):
+                return self.labels255(self._frame_tensor(rgb))[0].cpu().numpy()
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+            return self.predict_tensor(x)[0].to(torch.uint8).cpu().numpy()
+
+    def warmup(self, size: tuple[int, int], repeats: int = 2) -> None:
+        """Run the model on a black frame of `size` (w, h): graph tracing happens now, not on the first
+        real frame."""
+        for _ in range(repeats):
+            self.predict(np.zeros((size[1], size[0], 3), np.uint8))

@@ -1,23 +1,25 @@
 """Segmentation node: runespoor/restored -> runespoor/segmentation/labels (mono8 class ids, 255 =
 ignore) and runespoor/segmentation/overlay (rgb8 palette blend, for rviz), same header; the class map
-once on runespoor/class_map (reliable + transient local)."""
+once on runespoor/class_map (reliable + transient local). The segment stage of the cloud chain
+(runespoor_cloud/chain.py)."""
 from __future__ import annotations
 
 import time
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from runespoor.msg import ClassMap
-from runespoor_common.diagnostics import NodeStats, attach
+from runespoor_cloud.chain import CloudChain
 from runespoor_cloud.overlay import blend_overlay, palette_lut
-from runespoor_common.params import Param, in_range, one_of, size_check
-from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS
-
-#: newest restored frame only (reliable so multi-MB images are not lost, depth 1 so none go stale)
-RESTORED_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+from runespoor_cloud.segmentation import Segmenter
+from runespoor_cloud.serving import SERVING_PARAMS, inference_options, warmup_size
+from runespoor_common.diagnostics import NodeStats, attach
+from runespoor_common.imgconv import ImageEncodingError, image_to_rgb, labels_to_image, rgb_to_image
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, in_range, one_of
+from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS, RESTORED_IN_QOS
 
 PARAMS = [
     Param('arch', 'espnet', 'segmentation architecture (registry name)', read_only=True),
@@ -25,40 +27,26 @@ PARAMS = [
           one_of('camvid', 'cityscapes'), read_only=True),
     Param('weights', '', 'weight file; empty = <model dir>/espnet/espnet_p_2_q_8_<dataset>.pth, model dir = '
           '$RUNESPOOR_MODELS or ../shared/models', read_only=True),
-    Param('device', 'cpu', 'torch device', one_of('cpu', 'cuda'), read_only=True),
-    Param('threads', 0, 'torch CPU threads; 0 = torch default', in_range(0, 256), read_only=True),
-    # added for the fast path (runespoor_cloud/fastpath.py, docs/performance.md): labels equal to the
-    # plain Segmenter's up to float rounding; false = the plain eager fp32 Segmenter
-    Param('optimized', True, 'fast inference: folded BN, channels-last, frozen graph (fp16 on CUDA); '
-          'false = plain eager fp32', read_only=True),
     Param('overlay_alpha', 0.5, 'weight of the class colours in the overlay', in_range(0.0, 1.0)),
     Param('publish_overlay', True, 'publish runespoor/segmentation/overlay'),
-    Param('warmup_size', 'native', "frame size WIDTHxHEIGHT to run the model once at start-up (the first frame "
-          "otherwise costs seconds: graph tracing); 'native' = the data set's size, 'none' = no warm-up",
-          size_check, read_only=True),
-]
+] + SERVING_PARAMS
 
 
 class SegmentationNode(Node):
     def __init__(self, direct: bool = False, **kwargs):
         """`direct`: frames arrive by calls to process() (single-process cloud), no subscription."""
         super().__init__('segmentation', **kwargs)
-        from runespoor_common.params import declare
-        from runespoor_cloud.segmentation import Segmenter
         self.p = declare(self, PARAMS)
         t0 = time.monotonic()
         self.seg = Segmenter(arch=self.p['arch'], weights=self.p['weights'] or None, dataset=self.p['dataset'],
-                             device=self.p['device'], threads=self.p['threads'] or None)
-        if self.p['optimized']:  # drop-in wrapper: same predict()/info/weights (runespoor_cloud.fastpath)
-            from runespoor_cloud.fastpath import optimize_segmenter
-            self.seg = optimize_segmenter(self.seg)
+                             device=self.p['device'], threads=self.p['threads'] or None,
+                             options=inference_options(self.p['optimized']))
+        self.chain = CloudChain(segmenter=self.seg, tail=None)  # this node runs the segment stage
         info = self.seg.info
         self.palette = palette_lut(info.palette, info.ignore_label)
-        from runespoor_cloud.restorer_node import warmup_size
         size = warmup_size(self.p['warmup_size'], self.p['dataset'])
         if size is not None:  # the graph is traced now, not on the first real frame
-            for _ in range(2):
-                self.seg.predict(np.zeros((size[1], size[0], 3), np.uint8))
+            self.seg.warmup(size)
         self.get_logger().info(f'{self.p["arch"]} ({info.name}, {info.num_classes} classes) from '
                                f'{self.seg.weights} on {self.p["device"]} in {time.monotonic() - t0:.1f} s'
                                + (f' (warmed up at {size[0]}x{size[1]})' if size else ''))
@@ -77,7 +65,6 @@ class SegmentationNode(Node):
         attach(self, self.stats)
 
     def on_image(self, msg: Image) -> None:
-        from runespoor_common.imgconv import ImageEncodingError, image_to_rgb
         try:
             rgb = image_to_rgb(msg)
         except ImageEncodingError as exc:
@@ -87,9 +74,8 @@ class SegmentationNode(Node):
         self.process(rgb, msg.header)
 
     def process(self, rgb: np.ndarray, header) -> np.ndarray:
-        from runespoor_common.imgconv import labels_to_image, rgb_to_image
         t0 = time.perf_counter()
-        labels = self.seg.predict(rgb)
+        labels = self.chain.segment(rgb)
         if self.sink is not None:
             self.sink(labels, header)
         self.labels_pub.publish(labels_to_image(labels, header))
@@ -103,7 +89,6 @@ class SegmentationNode(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(SegmentationNode, args)
 
 

@@ -1,22 +1,23 @@
 """Tail detector node: runespoor/segmentation/labels -> runespoor/tail_report (TailReport) for every
 frame. The judged frame's seq and knobs come from runespoor/frame_info (published by the restorer),
-matched by capture stamp."""
+matched by capture stamp. The tail stage of the cloud chain (runespoor_cloud/chain.py)."""
 from __future__ import annotations
 
 import collections
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame, TailReport
-from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_cloud.tail import (DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, analyze,
+from runespoor_cloud.chain import CloudChain, TailSettings
+from runespoor_cloud.controller import load_profile, resolve_profile
+from runespoor_cloud.tail import (DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD,
                                   format_scale_thresholds, parse_scale_thresholds)
-from runespoor_common.params import Param, in_range, one_of, parses
-from runespoor_common.qos import RELIABLE_QOS
-
-LABELS_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+from runespoor_common.diagnostics import NodeStats, attach
+from runespoor_common.imgconv import ImageEncodingError, image_to_labels
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, in_range, one_of, parses
+from runespoor_common.qos import LABELS_IN_QOS, RELIABLE_QOS
 
 PARAMS = [
     Param('small_region_area', DEFAULT_SMALL_REGION_AREA,
@@ -46,11 +47,8 @@ class TailDetectorNode(Node):
     def __init__(self, direct: bool = False, **kwargs):
         """`direct`: label maps arrive by calls to process() (single-process cloud), no subscription."""
         super().__init__('tail_detector', **kwargs)
-        from runespoor_common.params import declare
         self.p = declare(self, PARAMS, on_change=self._on_params)
         if self.p['profile']:
-            from runespoor_cloud.controller_node import resolve_profile
-            from runespoor_cloud.controller import load_profile
             td = load_profile(resolve_profile(self.p['profile'])).tail_detector
             for key in ('small_region_area', 'tail_threshold', 'downsample', 'rule', 'scale_thresholds'):
                 if key in td:
@@ -63,7 +61,7 @@ class TailDetectorNode(Node):
                                    f'{self.p["tail_threshold"]}'
                                    + (f' (per scale {self.p["scale_thresholds"]})' if self.p['scale_thresholds']
                                       else '') + f', downsample {self.p["downsample"]}')
-        self.per_scale = parse_scale_thresholds(self.p['scale_thresholds'])   # parsed once, not per frame
+        self.chain = CloudChain(tail=self._settings())  # this node runs the tail stage
         self.stats = NodeStats()
         self.infos: collections.OrderedDict = collections.OrderedDict()
         self.pub = self.create_publisher(TailReport, 'runespoor/tail_report', RELIABLE_QOS)
@@ -78,7 +76,6 @@ class TailDetectorNode(Node):
             self.infos.popitem(last=False)
 
     def on_labels(self, msg: Image) -> None:
-        from runespoor_common.imgconv import ImageEncodingError, image_to_labels
         try:
             labels = image_to_labels(msg)
         except ImageEncodingError as exc:
@@ -87,20 +84,24 @@ class TailDetectorNode(Node):
             return
         self.process(labels, msg.header)
 
+    def _settings(self) -> TailSettings:
+        """The chain's tail settings from the parameters (per-scale thresholds parsed here, once per change,
+        not per frame)."""
+        return TailSettings(small_region_area=self.p['small_region_area'], tail_threshold=self.p['tail_threshold'],
+                            downsample=int(self.p['downsample']), rule=self.p['tail_rule'],
+                            scale_thresholds=parse_scale_thresholds(self.p['scale_thresholds']))
+
     def _on_params(self, changed: dict) -> None:
-        if 'scale_thresholds' in changed:  # already validated by the parameter's check
-            self.per_scale = parse_scale_thresholds(changed['scale_thresholds'])
+        self.chain.tail = self._settings()  # self.p already holds the changed values (validated)
 
     def threshold_for(self, scale: int | None) -> float:
         """The threshold for a frame sent at `scale` (None = unknown): its scale_thresholds entry, else
         tail_threshold."""
-        return self.per_scale.get(scale, self.p['tail_threshold'])
+        return self.chain.tail.threshold_for(scale)
 
     def process(self, labels, header) -> TailReport:
         info = self.infos.get(stamp_key(header.stamp))
-        r = analyze(labels, small_region_area=self.p['small_region_area'],
-                    tail_threshold=self.threshold_for(int(info.knobs.scale) if info is not None else None),
-                    downsample=int(self.p['downsample']), rule=self.p['tail_rule'])
+        r = self.chain.judge(labels, int(info.knobs.scale) if info is not None else None)
         report = TailReport(header=header, small_region_ratio=r.small_region_ratio,
                             tail_threshold=r.tail_threshold, small_region_area=r.small_region_area,
                             is_tail=r.is_tail, num_small_regions=r.num_small_regions,
@@ -116,7 +117,6 @@ class TailDetectorNode(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(TailDetectorNode, args)
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from runespoor_common import paths
+from .chain import CloudChain
+from .restore import Restorer
 
 METHODS = ('sr', 'asr', 'cloudseg')
 DEFAULT_OUT_ROOT = Path(os.environ.get('RUNESPOOR_TRAIN_DIR', '/tmp/runespoor_train'))
@@ -41,7 +43,7 @@ class TrainFrames:
 
     def __init__(self, dataset: str, root, split: str, scale: int, quality: int, need_masks: bool,
                  small_region_area: float, limit: int | None = None):
-        from .datasets import FrameSet
+        from .frameset import FrameSet
         self.frames = FrameSet(dataset, root, split, scale, quality, limit=limit, with_labels=need_masks)
         self.masks = []
         if need_masks:
@@ -55,7 +57,7 @@ class TrainFrames:
         return len(self.frames)
 
     def batch(self, rng: np.random.Generator, batch_size: int, hr_patch: int):
-        from .datasets import random_patch
+        from .frameset import random_patch
         fr = self.frames
         lrs, hrs, labs, masks = [], [], [], []
         for _ in range(batch_size):
@@ -77,12 +79,14 @@ class TrainFrames:
 # evaluation
 
 
-@torch.no_grad()
-def evaluate(restore_fn, frames, segmenter=None, with_ssim: bool = True, progress: bool = False) -> dict:
-    """Restore every LR frame of a FrameSet with ``restore_fn(lr_uint8, scale, (w, h)) -> rgb uint8`` and
-    score it: mean PSNR/SSIM against HR and, with a segmenter, the confusion matrix / mIoU of its labels.
-    ``restore_fn=None`` scores HR itself (the segmentation upper bound)."""
+def evaluate(restorer: Restorer | None, frames, segmenter=None, with_ssim: bool = True, progress: bool = False
+             ) -> dict:
+    """Every LR frame of a FrameSet through the cloud chain (runespoor_cloud/chain.py: restore with
+    `restorer`, segment with `segmenter`), scored: mean PSNR/SSIM against HR and, with a segmenter, the
+    confusion matrix / mIoU of its labels. ``restorer=None`` scores HR itself (the segmentation upper
+    bound)."""
     from .metrics import confusion_matrix, miou, psnr, ssim
+    chain = CloudChain(restorer, segmenter, tail=None)
     k = segmenter.num_classes if segmenter is not None else 0
     cm = np.zeros((k, k), np.int64)
     ps, ss = [], []
@@ -92,13 +96,14 @@ def evaluate(restore_fn, frames, segmenter=None, with_ssim: bool = True, progres
         it = tqdm(it, desc='eval', leave=False, mininterval=5)
     for i in it:
         hr = frames.hr[i]
-        out = hr if restore_fn is None else restore_fn(frames.lr[i], frames.scale, (hr.shape[1], hr.shape[0]))
-        if restore_fn is not None:
-            ps.append(psnr(out, hr))
+        size = (hr.shape[1], hr.shape[0])
+        res = chain.process(hr, 1, size) if restorer is None else chain.process(frames.lr[i], frames.scale, size)
+        if restorer is not None:
+            ps.append(psnr(res.restored, hr))
             if with_ssim:
-                ss.append(ssim(out, hr))
+                ss.append(ssim(res.restored, hr))
         if segmenter is not None and frames.labels[i] is not None:
-            cm += confusion_matrix(segmenter.predict(out), frames.labels[i], k)
+            cm += confusion_matrix(res.labels, frames.labels[i], k)
     res = {'frames': len(frames), 'cm': cm}
     if ps:
         res['psnr'] = float(np.mean(ps))
@@ -107,23 +112,6 @@ def evaluate(restore_fn, frames, segmenter=None, with_ssim: bool = True, progres
     if segmenter is not None:
         res['miou'] = miou(cm)
     return res
-
-
-def model_restore_fn(model, device='cpu'):
-    """Wrap an SR model as an evaluate()-style restore function (output resized to the source size)."""
-    from .restore import bilinear_tensor, to_tensor, to_uint8
-
-    def fn(lr, scale, size):
-        out = model(to_tensor(lr, device))
-        if tuple(out.shape[-2:]) != (size[1], size[0]):
-            out = bilinear_tensor(out, (size[1], size[0]))
-        return to_uint8(out)
-    return fn
-
-
-def bilinear_restore_fn(lr, scale, size):
-    import cv2
-    return cv2.resize(lr, size, interpolation=cv2.INTER_LINEAR)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -297,8 +285,8 @@ def _defaults(args) -> None:
 
 
 def _val_frames(args, scale: int):
-    from .datasets import FrameSet
-    n = len(__import__('runespoor_cloud.datasets', fromlist=['list_samples']).list_samples(
+    from .frameset import FrameSet
+    n = len(__import__('runespoor_common.datasets', fromlist=['list_samples']).list_samples(
         args.dataset, paths.data_root(args.data_root), 'val'))
     every = max(1, n // args.val_limit) if args.val_limit else 1
     return FrameSet(args.dataset, paths.data_root(args.data_root), 'val', scale, args.jpeg_quality,
@@ -355,15 +343,18 @@ def run_training(args) -> int:
 
     key = 'psnr' if args.method == 'sr' else 'miou'
 
+    # the model being trained, served by a Restorer (reference path) as the restorer node would serve it
+    restorer = Restorer({args.scale: args.method}, device=args.device, models={args.scale: model})
+
     def validate(step_now):
         model.eval()
-        r = evaluate(model_restore_fn(model, args.device), val, segmenter)
+        r = evaluate(restorer, val, segmenter)
         r.pop('cm')
         r['step'] = step_now
         return r
 
     if step == 0:
-        base = evaluate(bilinear_restore_fn, val, segmenter)
+        base = evaluate(Restorer({args.scale: 'bilinear'}, device=args.device), val, segmenter)
         start = validate(0)
         print(f'  val ({len(val)} frames) bilinear: psnr {base["psnr"]:.2f} ssim {base["ssim"]:.4f} '
               f'miou {base["miou"]:.4f} | init: psnr {start["psnr"]:.2f} ssim {start["ssim"]:.4f} '
@@ -437,7 +428,7 @@ def tail_classes(iou_bilinear: np.ndarray, iou_hr: np.ndarray) -> list[int]:
 
 def run_table(args) -> int:
     from .metrics import class_iou
-    from .restore import Restorer, weight_path
+    from .restore import weight_path
     from .segmentation import Segmenter
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -452,11 +443,11 @@ def run_table(args) -> int:
             hr_res = evaluate(None, val, seg)
             hr_iou = class_iou(hr_res['cm'])
         res = {'HR': hr_res}
-        res['bilinear'] = evaluate(bilinear_restore_fn, val, seg)
+        res['bilinear'] = evaluate(Restorer({scale: 'bilinear'}, device=args.device), val, seg)
         for m in args.methods:
             if weight_path(weights_dir, args.dataset, m, scale).is_file():
                 r = Restorer({scale: m}, weights_dir, args.dataset, args.device)
-                res[m] = evaluate(r.restore, val, seg, progress=True)
+                res[m] = evaluate(r, val, seg, progress=True)
         tail = tail_classes(class_iou(res['bilinear']['cm']), hr_iou)
         hr_tail = float(np.nanmean(hr_iou[tail]))
         for m, r in res.items():

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from runespoor_common import paths, rosenv
+from runespoor_common import graph, paths, rosenv
 from runespoor_common import run_analysis as ra
+from runespoor_common.datasets import label_lut
+from runespoor_common.stats import summarize
 
-RECORD_TOPICS = ['/camera/image_raw', '/camera/labels', '/runespoor/uplink', '/runespoor/restored',
-                 '/runespoor/segmentation/labels', '/runespoor/segmentation/overlay',
-                 '/runespoor/class_map', '/runespoor/tail_report', '/runespoor/knobs',
-                 '/runespoor/link_stats', '/diagnostics']
+#: Recorded with every demo run: the whole graph but the restorer's frame_info (the uplink carries it).
+RECORD_TOPICS = [graph.absolute(t) for t in graph.TOPICS if t != graph.FRAME_INFO]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cloud.start()
         robot.start()
-        wait_ready(mon, ['runespoor/restored', 'runespoor/segmentation/labels', 'runespoor/tail_report',
-                         'runespoor/knobs', 'runespoor/uplink'], 90, runners)
+        wait_ready(mon, [graph.RESTORED, graph.SEG_LABELS, graph.TAIL_REPORT, graph.KNOBS, graph.UPLINK], 90,
+                   runners)
         print(f'demo: robot and cloud up after {time.monotonic() - t_start:.1f} s; replaying {bag.name}')
         replay.start()
         runners.append(replay)
@@ -229,8 +229,9 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------
 def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> dict:
-    from runespoor_cloud.segmentation import Segmenter
+    from runespoor_cloud.metrics import frame_miou
     from runespoor_cloud.restore import Restorer
+    from runespoor_cloud.segmentation import Segmenter
 
     if not m.captured:
         raise SystemExit('demo: no camera frame was observed; nothing to analyse')
@@ -247,7 +248,6 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
     ncls = len(seg.info.class_names)
     have_gt = bool(m.gt) and info.get('labels') not in (None, 'none', 'unknown')
     if have_gt:  # bags keep the data set's own label ids; map them to class ids (255 = ignore)
-        from runespoor_edge.bagio import label_lut
         lut = label_lut(info['labels'])
         m.gt = {k: lut[v] for k, v in m.gt.items()}
     frames = [k for k in processed if k in m.images]
@@ -259,8 +259,8 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
         ref[k] = m.gt.get(k) if have_gt else hr_pred
         if ref[k] is None:
             continue
-        hr_acc[k] = ra.frame_miou(hr_pred, ref[k], ncls)
-        live_acc[k] = ra.frame_miou(m.pred[k], ref[k], ncls)
+        hr_acc[k] = frame_miou(hr_pred, ref[k], ncls)
+        live_acc[k] = frame_miou(m.pred[k], ref[k], ncls)
         t_of[k] = k * 1e-9
     baselines = {}
     if not args.no_baselines:
@@ -313,8 +313,8 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
         'knob_switches': len(m.knobs),
         'knob_changes': [{'t_s': round(e.time - t0, 3), 'config_id': e.config_id, 'tail_mode': e.tail_mode,
                           'reason': e.reason} for e in m.knobs],
-        'cac_reaction_ms': ra.percentile_summary(reaction),
-        'end_to_end_latency_ms': ra.percentile_summary(latency),
+        'cac_reaction_ms': summarize(reaction, scale=1000.0),     # s -> ms
+        'end_to_end_latency_ms': summarize(latency, scale=1000.0),
         'cloud_fps': round(cloud_fps, 2),
         'accuracy_reference': 'labels' if have_gt else 'HR predictions',
         'frame_miou': {'ASR+CAC': mean(live_acc), 'HR': mean(hr_acc),
@@ -342,13 +342,16 @@ def baseline_config(profile, sent_frame, kbps_at_capture: float):
 def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, sent_by_stamp) -> dict[str, dict]:
     """ASR only and bilinear only over the same frames and schedule: each frame encoded offline with the
     standard config of the bandwidth level in force for it in the live run (no tail switching; see
-    baseline_config), restored with ASR or bilinear, and segmented by the same model."""
+    baseline_config), restored with ASR or bilinear, and segmented by the same model: the cloud chain
+    (runespoor_cloud/chain.py) on the decoded frame."""
+    from runespoor_cloud.chain import CloudChain
     from runespoor_cloud.controller import load_profile
+    from runespoor_cloud.metrics import frame_miou
     from runespoor_cloud.restore import Restorer
     from runespoor_edge.codec import edge_roundtrip
     profile = load_profile(paths.config_dir() / 'profiles' / f'{seg.info.name}.yaml')
     out = {'ASR only': {}, 'bilinear only': {}}
-    restorers = {}
+    chains = {}
     for k in frames:
         if ref.get(k) is None:
             continue
@@ -359,15 +362,16 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, sent_by_sta
         lr, _ = edge_roundtrip(img, cfg.scale, cfg.jpeg_quality)
         for name, method in (('ASR only', 'asr'), ('bilinear only', 'bilinear')):
             key = (method, cfg.scale)
-            if key not in restorers:
+            if key not in chains:
                 try:
-                    restorers[key] = Restorer({cfg.scale: method}, weights_dir=args.weights_dir or paths.weights_dir(),
-                                              device=args.device)
+                    restorer = Restorer({cfg.scale: method}, weights_dir=args.weights_dir or paths.weights_dir(),
+                                        device=args.device)
                 except Exception as exc:
                     print(f'demo: {method} x{cfg.scale} unavailable ({exc}); using bilinear for it')
-                    restorers[key] = Restorer({cfg.scale: 'bilinear'}, device=args.device)
-            hr = restorers[key].restore(lr, cfg.scale, source_size=(img.shape[1], img.shape[0]))
-            out[name][k] = ra.frame_miou(seg.predict(hr), ref[k], ncls)
+                    restorer = Restorer({cfg.scale: 'bilinear'}, device=args.device)
+                chains[key] = CloudChain(restorer, seg, tail=None)
+            res = chains[key].process(lr, cfg.scale, (img.shape[1], img.shape[0]))
+            out[name][k] = frame_miou(res.labels, ref[k], ncls)
     return out
 
 
@@ -413,7 +417,7 @@ Wall time {s.get('wall_time_s', 0):.0f} s.
 - tail frames flagged: **{s['tail_frames_flagged']}** of {s['tail_reports']} reports; knob switches: **{s['knob_switches']}**;
   frames sent in tail mode: {s['sent_frames_tail_mode']}
 - **CAC reaction time** (capture of the tail frame -> first frame sent with the tail config):
-  median **{_fmt(r['median'], ' ms')}**, p95 {_fmt(r['p95'], ' ms')} over {r['count']} reactions (paper: ~500 ms; AWStream ~10 s)
+  median **{_fmt(r['median'], ' ms')}**, p95 {_fmt(r['p95'], ' ms')} over {r['n']} reactions (paper: ~500 ms; AWStream ~10 s)
 - end-to-end latency (capture -> labels): median {_fmt(l['median'], ' ms')}, p95 {_fmt(l['p95'], ' ms')}
 - cloud throughput: {s['cloud_fps']:.2f} frames/s
 

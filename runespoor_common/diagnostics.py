@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from runespoor_common.graph import DIAGNOSTICS
+
 
 class NodeStats:
     """Counters, a processing rate and latency/time windows for one node (pure, no ROS)."""
@@ -49,8 +51,11 @@ class NodeStats:
 
 def attach(node, stats: NodeStats, period_s: float = 1.0):
     """Publish `stats` of `node` on /diagnostics every `period_s` (returns the timer)."""
+    # lazy: NodeStats is used without ROS (tests, offline tools)
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+
+    from runespoor_common.qos import RELIABLE_QOS
+    pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
 
     def tick():
         kv = stats.key_values()

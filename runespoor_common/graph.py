@@ -1,4 +1,4 @@
-"""The node graph: the one description of which nodes each role runs.
+"""The node graph: the one description of its topic names and of which nodes each role runs.
 
 `launch/*.launch.py` (launch_ros, for `ros2 launch`), the pip-mode runner (`runespoor launch`), the node
 executables installed by CMake (tools/gen_scripts.py) and the tests all read this module; no node list is
@@ -6,9 +6,34 @@ written anywhere else. Pure data, no ROS imports.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PACKAGE = 'runespoor'
+
+# ---------------------------------------------------------------------------------------------- topics
+# Every topic name of the graph, once. Names are relative: a node resolves them in its namespace, so
+# `namespace:=` and `--remap` apply; bags store them absolute ('/' + name). QoS: runespoor_common/qos.py.
+CAMERA_IMAGE = 'camera/image_raw'                 # sensor_msgs/Image: camera (or bag player) -> edge streamer
+CAMERA_LABELS = 'camera/labels'                   # sensor_msgs/Image mono8: a data set's ground truth (bags)
+UPLINK = 'runespoor/uplink'                       # EncodedFrame: edge streamer -> restorer, over the link
+LINK_STATS = 'runespoor/link_stats'               # LinkStats: edge streamer -> controller
+KNOBS = 'runespoor/knobs'                         # KnobConfig: controller -> edge streamer (latched)
+RESTORED = 'runespoor/restored'                   # Image rgb8: restorer -> segmentation
+FRAME_INFO = 'runespoor/frame_info'               # EncodedFrame without JPEG: restorer -> tail detector
+SEG_LABELS = 'runespoor/segmentation/labels'      # Image mono8 class ids: segmentation -> tail detector
+SEG_OVERLAY = 'runespoor/segmentation/overlay'    # Image rgb8 palette blend, for rviz
+CLASS_MAP = 'runespoor/class_map'                 # ClassMap: segmentation (latched)
+TAIL_REPORT = 'runespoor/tail_report'             # TailReport: tail detector -> controller
+DIAGNOSTICS = '/diagnostics'                      # DiagnosticArray from every node (absolute, ROS convention)
+
+#: Every topic of the graph, in data-flow order.
+TOPICS = (CAMERA_IMAGE, CAMERA_LABELS, UPLINK, LINK_STATS, KNOBS, RESTORED, FRAME_INFO, SEG_LABELS,
+          SEG_OVERLAY, CLASS_MAP, TAIL_REPORT, DIAGNOSTICS)
+
+
+def absolute(topic: str) -> str:
+    """The name a topic has in the root namespace and in bags ('/camera/image_raw')."""
+    return topic if topic.startswith('/') else '/' + topic
 
 
 @dataclass(frozen=True)
@@ -26,7 +51,7 @@ class LaunchArg:
 @dataclass(frozen=True)
 class NodeSpec:
     name: str              # node name (also the key in the role's parameter file)
-    module: str            # Python module with main(); executable = its last component
+    module: str            # Python module with main()
     group: str            # 'replay', 'robot' or 'cloud'
     description: str
     package: str = PACKAGE  # an external package (e.g. rviz2) is only started by ros2 launch
@@ -34,9 +59,19 @@ class NodeSpec:
     condition: str = ''    # launch argument that must be true to start the node
     remappings: tuple[tuple[str, str], ...] = ()
     external: bool = False
+    exe: str = ''          # executable name when it is not the node's name (a process of several nodes)
 
     @property
     def executable(self) -> str:
+        """`ros2 run runespoor <executable>`: named after the node (an external package's: `module`)."""
+        if self.external:
+            return self.module
+        return self.exe or self.name
+
+    @property
+    def old_executable(self) -> str:
+        """The name the executable had before it was named after its node (its module's), installed as
+        an alias for one release (README, "Executables")."""
         return self.module.rsplit('.', 1)[-1]
 
 
@@ -59,7 +94,11 @@ NODES: tuple[NodeSpec, ...] = (
 
 #: One process running every cloud node with a multi-threaded executor (no full-res images over DDS).
 CLOUD_SINGLE_PROCESS = NodeSpec('cloud', 'runespoor_cloud.cloud_process', 'cloud',
-                                'all cloud nodes in one process (multi-threaded executor)')
+                                'all cloud nodes in one process (multi-threaded executor)', exe='cloud_process')
+
+#: old executable name -> its node's executable; the old names stay installed for one release.
+EXECUTABLE_ALIASES: dict[str, str] = {s.old_executable: s.executable for s in NODES
+                                      if not s.external and s.old_executable != s.executable}
 
 #: role -> node groups it runs, in start order.
 ROLES: dict[str, tuple[str, ...]] = {

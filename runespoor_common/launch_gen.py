@@ -36,7 +36,7 @@ def generate(role: str) -> LaunchDescription:
                                                       ["'", LaunchConfiguration(arg.name), "' != ''"]))))
     for spec in graph.nodes_for(role):
         if spec.external:
-            actions.append(Node(package=spec.package, executable=spec.module, name=spec.name,
+            actions.append(Node(package=spec.package, executable=spec.executable, name=spec.name,
                                 namespace=LaunchConfiguration('namespace'),
                                 arguments=[a.format(share=share) for a in spec.arguments],
                                 condition=IfCondition(LaunchConfiguration(spec.condition)),

@@ -11,17 +11,13 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
-
 from runespoor.msg import EncodedFrame, KnobConfig, LinkStats, TailReport
 from sensor_msgs.msg import Image
 
+from runespoor_common import graph
 from runespoor_common import run_analysis as ra
-from runespoor_common.qos import LATCHED_QOS
-from runespoor_common.imgconv import image_to_rgb, image_to_labels
-
-# Best effort + a deep queue: compatible with reliable and best-effort publishers, never back-pressures.
-OBSERVE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+from runespoor_common.imgconv import image_to_labels, image_to_rgb
+from runespoor_common.qos import LATCHED_QOS, OBSERVE_QOS
 
 
 def stamp_s(stamp) -> float:
@@ -48,14 +44,14 @@ class Monitor(Node):
         self.tails: list[ra.TailEvent] = []
         self.knobs: list[ra.KnobEvent] = []
         self.link: list[dict] = []
-        self.create_subscription(Image, 'camera/image_raw', self._on_image, OBSERVE_QOS)
-        self.create_subscription(Image, 'camera/labels', self._on_gt, OBSERVE_QOS)
-        self.create_subscription(EncodedFrame, 'runespoor/uplink', self._on_uplink, OBSERVE_QOS)
-        self.create_subscription(Image, 'runespoor/segmentation/labels', self._on_pred, OBSERVE_QOS)
-        self.create_subscription(Image, 'runespoor/segmentation/overlay', self._on_overlay, OBSERVE_QOS)
-        self.create_subscription(TailReport, 'runespoor/tail_report', self._on_tail, OBSERVE_QOS)
-        self.create_subscription(KnobConfig, 'runespoor/knobs', self._on_knobs, LATCHED_QOS)
-        self.create_subscription(LinkStats, 'runespoor/link_stats', self._on_link, OBSERVE_QOS)
+        self.create_subscription(Image, graph.CAMERA_IMAGE, self._on_image, OBSERVE_QOS)
+        self.create_subscription(Image, graph.CAMERA_LABELS, self._on_gt, OBSERVE_QOS)
+        self.create_subscription(EncodedFrame, graph.UPLINK, self._on_uplink, OBSERVE_QOS)
+        self.create_subscription(Image, graph.SEG_LABELS, self._on_pred, OBSERVE_QOS)
+        self.create_subscription(Image, graph.SEG_OVERLAY, self._on_overlay, OBSERVE_QOS)
+        self.create_subscription(TailReport, graph.TAIL_REPORT, self._on_tail, OBSERVE_QOS)
+        self.create_subscription(KnobConfig, graph.KNOBS, self._on_knobs, LATCHED_QOS)
+        self.create_subscription(LinkStats, graph.LINK_STATS, self._on_link, OBSERVE_QOS)
 
     @staticmethod
     def now() -> float:

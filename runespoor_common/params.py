@@ -90,15 +90,20 @@ def declare(node, params: list[Param],
     return values
 
 
-def parse_size(text: str, what: str = 'size') -> tuple[int, int] | None:
-    """'480x360' -> (480, 360); 'none' or '' -> None. Raises ValueError on anything else."""
+def parse_size(text: str, what: str = 'size', native: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """'480x360' -> (480, 360); 'none' or '' -> None; 'native' -> `native` (a data set's model size) when
+    the caller gives one. Raises ValueError on anything else. The one size parser of parameters and
+    command lines."""
     t = str(text).strip().lower()
     if t in ('', 'none'):
         return None
+    if t == 'native' and native is not None:
+        return tuple(native)
     try:
         w, h = (int(v) for v in t.split('x'))
     except ValueError:
-        raise ValueError(f'{what} must be WIDTHxHEIGHT (e.g. 480x360) or none, got {text!r}') from None
+        raise ValueError(f'{what} must be WIDTHxHEIGHT (e.g. 480x360){", native" if native is not None else ""} '
+                         f'or none, got {text!r}') from None
     if not (1 <= w <= 16384 and 1 <= h <= 16384):
         raise ValueError(f'{what} {w}x{h} outside 1..16384 a side')
     return w, h

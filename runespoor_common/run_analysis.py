@@ -5,7 +5,7 @@ Times are float seconds of ROS (system) time; `t0` is the first capture stamp of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -137,30 +137,6 @@ def reaction_times(tails: list[TailEvent], sent: list[SentFrame]) -> list[float]
         if first is not None:
             out.append(first.send_time - ev.stamp)
     return out
-
-
-def percentile_summary(values: list[float], scale: float = 1000.0) -> dict:
-    """median / p95 / count (values scaled, default s -> ms)."""
-    if not values:
-        return {'median': None, 'p95': None, 'count': 0}
-    arr = np.asarray(values, dtype=float) * scale
-    return {'median': float(np.median(arr)), 'p95': float(np.percentile(arr, 95)), 'count': int(arr.size)}
-
-
-def frame_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = 255) -> float:
-    """mIoU of one frame over the classes present in its ground truth (ignore label excluded)."""
-    valid = gt != ignore
-    g = gt[valid].astype(np.int64)
-    p = pred[valid].astype(np.int64)
-    p = np.where(p < num_classes, p, num_classes)  # out-of-range predictions count as wrong
-    cm = np.bincount(g * (num_classes + 1) + p, minlength=(num_classes + 1) ** 2)
-    cm = cm.reshape(num_classes + 1, num_classes + 1)[:num_classes]
-    present = np.flatnonzero(cm.sum(axis=1) > 0)
-    if present.size == 0:
-        return float('nan')
-    inter = cm[present, present]
-    union = cm[present].sum(axis=1) + cm[:, present].sum(axis=0) - inter
-    return float(np.mean(inter / np.maximum(union, 1)))
 
 
 def per_second(times: list[float], values: list[float], t0: float, end: float) -> np.ndarray:

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from runespoor_common.datasets import DatasetError
 from runespoor_edge import bagio
 
 
@@ -87,7 +88,7 @@ def _run_node(factory, params: dict) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
-    except bagio.BagError as exc:
+    except (bagio.BagError, DatasetError) as exc:   # a bad bag, or an unreadable data set frame
         print(f'runespoor bag {args.bag_command}: {exc}', file=sys.stderr)
         return 2
 

@@ -7,18 +7,16 @@ come from runespoor_edge.bagio.BagPlayback; the replay runs in a thread while th
 """
 from __future__ import annotations
 
-import importlib
 import math
 import threading
 import time
 
 from rclpy.node import Node
 
+from runespoor_common import graph
 from runespoor_common.params import Param, declare
+from runespoor_common.qos import replay_qos
 from runespoor_edge import bagio
-
-IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage', 'runespoor/msg/EncodedFrame')
-LATCHED_TYPES = ('runespoor/msg/KnobConfig', 'runespoor/msg/ClassMap')
 
 
 def _positive(v):
@@ -35,32 +33,17 @@ PARAMS = [
     Param('rate', 1.0, 'replay rate factor (2.0 = twice as fast)', _positive, read_only=True),
     Param('loop', False, 'start again at the end', read_only=True),
     Param('start_offset', 0.0, 'skip this much of the bag at the start [s]', _nonneg, read_only=True),
-    Param('topics', ['/camera/image_raw', '/camera/labels'],
+    Param('topics', [bagio.IMAGE_TOPIC, bagio.LABEL_TOPIC],
           'topics to replay (those absent from the bag are skipped); ["*"] = every topic', read_only=True),
     Param('restamp', False, 'map header stamps onto the current time (stamps advance across loops)',
           read_only=True),
-    Param('wait_for_subscribers', 0, 'before starting, wait until camera/image_raw has this many subscribers '
+    Param('wait_for_subscribers', 0, f'before starting, wait until {graph.CAMERA_IMAGE} has this many subscribers '
           '(at most wait_timeout_s; other topics get 2 s more to catch up) [count]', _nonneg, read_only=True),
     Param('wait_timeout_s', 30.0, 'longest wait for subscribers [s]', _nonneg, read_only=True),
     Param('reliable', False, 'publish images reliable (IMAGE_QOS) instead of sensor-data QoS: no loss of '
           'multi-MB frames between processes, at the cost of back-pressure', read_only=True),
     Param('exit_when_done', False, 'shut the node down at the end of the bag (no loop)', read_only=True),
 ]
-
-
-def message_class(msgtype: str):
-    """The rclpy message class for 'pkg/msg/Name'."""
-    pkg, kind, name = msgtype.split('/')
-    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
-
-
-def publisher_qos(msgtype: str, reliable_images: bool = False):
-    from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
-    if msgtype in IMAGE_TYPES:
-        return IMAGE_QOS if reliable_images else SENSOR_QOS
-    if msgtype in LATCHED_TYPES:
-        return LATCHED_QOS
-    return RELIABLE_QOS
 
 
 class BagPlayer(Node):
@@ -86,11 +69,11 @@ class BagPlayer(Node):
         self.pubs = {}
         for topic, msgtype in self.playback.topics.items():
             try:
-                cls = message_class(msgtype)
+                cls = bagio.message_class(msgtype)
             except (ImportError, AttributeError, ValueError):
                 self.get_logger().warning(f'{topic}: message type {msgtype} is not installed; skipped')
                 continue
-            qos = publisher_qos(msgtype, bool(p['reliable']))
+            qos = replay_qos(msgtype, bool(p['reliable']))
             self.pubs[topic] = self.create_publisher(cls, topic.lstrip('/'), qos)
         if not self.pubs:
             raise ValueError('no topic of the bag can be published (message types missing)')
@@ -106,7 +89,7 @@ class BagPlayer(Node):
         need = int(self.p['wait_for_subscribers'])
         if need <= 0:
             return
-        main = [self.pubs['/camera/image_raw']] if '/camera/image_raw' in self.pubs else list(self.pubs.values())
+        main = [self.pubs[bagio.IMAGE_TOPIC]] if bagio.IMAGE_TOPIC in self.pubs else list(self.pubs.values())
         short = lambda pubs: [p for p in pubs if p.get_subscription_count() < need]  # noqa: E731
         deadline = time.monotonic() + float(self.p['wait_timeout_s'])
         while short(main) and time.monotonic() < deadline and not self._stop.is_set():

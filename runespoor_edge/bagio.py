@@ -5,9 +5,10 @@ Conversion writes `sensor_msgs/Image` on /camera/image_raw (rgb8 by default) and
 labels, the label images **as given by the data set** (mono8) on /camera/labels with the same header
 stamps. Label values are not remapped: CamVid ids 0-10 with 11 = void, Cityscapes gtFine *labelIds*
 (0-33, not train ids). Which one is recorded in the bag's `custom_data` (`runespoor.labels`), and
-`label_lut()` gives the 256-entry table to class ids (255 = ignore) for a consumer that needs them.
-Keeping the data set's own ids means a bag is a faithful copy of the data set, and one bag serves any
-consumer (training ids differ per model).
+`runespoor_common.datasets.label_lut()` gives the 256-entry table to class ids (255 = ignore) for a
+consumer that needs them. Keeping the data set's own ids means a bag is a faithful copy of the data set,
+and one bag serves any consumer (training ids differ per model). The folder layouts, frame numbering
+rates and readers are those of runespoor_common/datasets.py.
 
 Stamps: frames of one sequence are stamped from their frame number at the source frame rate (CamVid:
 30 fps original numbering, Cityscapes sequences: 17 fps, video: its fps); sequences follow each other
@@ -18,9 +19,9 @@ registered from their .msg files.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
-import re
 import shutil
 import struct
 import tempfile
@@ -32,19 +33,15 @@ from typing import Callable, Iterable, Iterator, Optional
 import cv2
 import numpy as np
 
-IMAGE_TOPIC = '/camera/image_raw'
-LABEL_TOPIC = '/camera/labels'
+from runespoor_common import datasets, graph
+from runespoor_common.datasets import CAMVID, CITYSCAPES, LABEL_FORMATS
+
+IMAGE_TOPIC = graph.absolute(graph.CAMERA_IMAGE)
+LABEL_TOPIC = graph.absolute(graph.CAMERA_LABELS)
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
-FORMATS = ('camvid', 'cityscapes', 'video')
+FORMATS = (*datasets.DATASETS, 'video')
 STORAGES = ('mcap', 'sqlite3')
-CAMVID_FPS = 30.0        # CamVid file names number the frames of the original 30 fps video
-CITYSCAPES_FPS = 17.0    # Cityscapes sequences are recorded at 17 Hz
 CUSTOM_PREFIX = 'runespoor.'
-LABEL_FORMATS = {
-    'camvid': 'camvid_ids',              # 0-10 = Sky ... Bicyclist, 11 = void
-    'cityscapes': 'cityscapes_labelIds',  # official label ids 0-33 (gtFine *_labelIds.png)
-}
-_CITYSCAPES_TRAIN_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 
 
 class BagError(ValueError):
@@ -119,6 +116,12 @@ def _nested_types(msgtype: str) -> list[str]:
     return out
 
 
+def message_class(msgtype: str):
+    """The rclpy message class of a bag's 'pkg/msg/Name' (for the nodes that replay and record bags)."""
+    pkg, kind, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+
+
 def has_header(msgtype: str) -> bool:
     """True when the first field of `msgtype` is a std_msgs/Header (its stamp then starts the CDR body)."""
     from rosbags.typesys.base import Nodetype
@@ -172,9 +175,6 @@ class SourcePlan:
     video: Optional[Path] = None
 
 
-_NUMBERED = re.compile(r'^(?P<seq>.+)_(?P<pfx>[A-Za-z]*)(?P<num>\d+)$')
-
-
 def _stamps(groups: list[list[tuple[int, object]]], fps: float, start_ns: int) -> list[list[int]]:
     """Stamps for sequences of (frame number, item): number / fps within a sequence, sequences back to
     back (the next starts one median frame step after the previous one ends)."""
@@ -189,18 +189,24 @@ def _stamps(groups: list[list[tuple[int, object]]], fps: float, start_ns: int) -
     return out
 
 
+def _by_sequence(dataset: str, img_dir: Path, layout: str) -> dict[str, list[tuple[int, Path]]]:
+    """The images of a split folder by sequence: {sequence: [(frame number, path)]}. A file name off the
+    data set's layout stops the conversion (`layout` says what is expected): its stamp would be a guess."""
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for p in datasets.image_files(dataset, img_dir):
+        fid = datasets.frame_id(dataset, p)
+        if fid is None:
+            raise BagError(f'{p}: {layout}')
+        groups.setdefault(fid.sequence, []).append((fid.number, p))
+    return groups
+
+
 def plan_camvid(root: Path, split: str, sequence: str | None = None, start_ns: int = 1_000_000_000) -> SourcePlan:
     """CamVid (SegNet layout): <root>/<split>/<seq>_<frame>.png + <root>/<split>annot/ (same names)."""
-    img_dir = root / split
+    img_dir = datasets.image_dir('camvid', root, split)
     if not img_dir.is_dir():
         raise BagError(f'CamVid split folder {img_dir} not found (expected train|val|test beside *annot)')
-    ann_dir = root / f'{split}annot'
-    groups: dict[str, list[tuple[int, Path]]] = {}
-    for p in sorted(img_dir.glob('*.png')):
-        m = _NUMBERED.match(p.stem)
-        if not m:
-            raise BagError(f'{p}: CamVid file names are <sequence>_<frame number>.png')
-        groups.setdefault(m['seq'], []).append((int(m['num']), p))
+    groups = _by_sequence('camvid', img_dir, 'CamVid file names are <sequence>_<frame number>.png')
     if sequence:
         if sequence not in groups:
             raise BagError(f'sequence {sequence!r} not in {img_dir} (has {", ".join(sorted(groups)) or "none"})')
@@ -209,15 +215,15 @@ def plan_camvid(root: Path, split: str, sequence: str | None = None, start_ns: i
         raise BagError(f'no CamVid frames (*.png) in {img_dir}')
     names = sorted(groups)
     ordered = [sorted(groups[s], key=lambda x: x[0]) for s in names]
-    stamps = _stamps(ordered, CAMVID_FPS, start_ns)
-    frames, has_labels = [], ann_dir.is_dir()
+    stamps = _stamps(ordered, CAMVID.fps, start_ns)
+    frames, has_labels = [], datasets.label_dir('camvid', root, split).is_dir()
     for s, g, st in zip(names, ordered, stamps):
         for (n, p), t in zip(g, st):
-            lab = ann_dir / p.name if has_labels else None
+            lab = datasets.label_file('camvid', root, split, p) if has_labels else None
             if lab is not None and not lab.is_file():
-                raise BagError(f'label {lab} missing for frame {p} (the {ann_dir.name} folder is incomplete)')
+                raise BagError(f'label {lab} missing for frame {p} (the {lab.parent.name} folder is incomplete)')
             frames.append(SourceFrame(t, p.stem, p, lab, sequence=s))
-    return SourcePlan('camvid', 'camvid', frames, _playback_fps(frames, CAMVID_FPS), CAMVID_FPS,
+    return SourcePlan('camvid', 'camvid', frames, _playback_fps(frames, CAMVID.fps), CAMVID.fps,
                       LABEL_FORMATS['camvid'] if has_labels else 'none', split, tuple(names))
 
 
@@ -226,19 +232,14 @@ def plan_cityscapes(root: Path, split: str, sequence: str | None = None,
     """Cityscapes: <root>/leftImg8bit_sequence/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png (17 fps
     snippets) when present, else <root>/leftImg8bit/<split>/...; labels from gtFine/<split> when present.
     `sequence`: a city ('frankfurt') or a city and sequence number ('frankfurt_000000')."""
-    for sub in ('leftImg8bit_sequence', 'leftImg8bit'):
-        img_dir = root / sub / split
+    for snippets in (True, False):
+        img_dir = datasets.image_dir('cityscapes', root, split, sequences=snippets)
         if img_dir.is_dir():
             break
     else:
         raise BagError(f'no Cityscapes images under {root}: expected leftImg8bit_sequence/{split}/ or '
                        f'leftImg8bit/{split}/')
-    groups: dict[str, list[tuple[int, Path]]] = {}
-    for p in sorted(img_dir.glob('*/*_leftImg8bit.png')):
-        parts = p.name[:-len('_leftImg8bit.png')].rsplit('_', 2)
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-            raise BagError(f'{p}: expected <city>_<sequence>_<frame>_leftImg8bit.png')
-        groups.setdefault(f'{parts[0]}_{parts[1]}', []).append((int(parts[2]), p))
+    groups = _by_sequence('cityscapes', img_dir, 'expected <city>_<sequence>_<frame>_leftImg8bit.png')
     if sequence:
         groups = {k: v for k, v in groups.items() if k == sequence or k.rsplit('_', 1)[0] == sequence}
         if not groups:
@@ -247,17 +248,15 @@ def plan_cityscapes(root: Path, split: str, sequence: str | None = None,
         raise BagError(f'no Cityscapes frames (*_leftImg8bit.png) in {img_dir}')
     names = sorted(groups)
     ordered = [sorted(groups[s], key=lambda x: x[0]) for s in names]
-    stamps = _stamps(ordered, CITYSCAPES_FPS, start_ns)
-    gt_dir = root / 'gtFine' / split
+    stamps = _stamps(ordered, CITYSCAPES.fps, start_ns)
     frames, n_labels = [], 0
     for s, g, st in zip(names, ordered, stamps):
         for (n, p), t in zip(g, st):
-            stem = p.name[:-len('_leftImg8bit.png')]
-            lab = gt_dir / p.parent.name / f'{stem}_gtFine_labelIds.png'
+            lab = datasets.label_file('cityscapes', root, split, p)
             lab = lab if lab.is_file() else None
             n_labels += lab is not None
-            frames.append(SourceFrame(t, stem, p, lab, sequence=s))
-    return SourcePlan('cityscapes', 'cityscapes', frames, _playback_fps(frames, CITYSCAPES_FPS), CITYSCAPES_FPS,
+            frames.append(SourceFrame(t, datasets.frame_name('cityscapes', p), p, lab, sequence=s))
+    return SourcePlan('cityscapes', 'cityscapes', frames, _playback_fps(frames, CITYSCAPES.fps), CITYSCAPES.fps,
                       LABEL_FORMATS['cityscapes'] if n_labels else 'none', split, tuple(names))
 
 
@@ -301,29 +300,6 @@ def make_plan(fmt: str, input: Path, split: str = 'val', sequence: str | None = 
     return plan
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BagError(f'cannot read image {path}')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path: Path) -> np.ndarray:
-    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if lab is None:
-        raise BagError(f'cannot read label image {path}')
-    if lab.ndim == 3:
-        # OpenCV expands palette PNGs (the shared Cityscapes labelIds is one) to colours; the label ids
-        # are the palette indices, which Pillow (a matplotlib dependency) reads as they are.
-        from PIL import Image
-        with Image.open(path) as im:
-            if im.mode in ('P', 'L'):
-                lab = np.asarray(im, dtype=np.uint8)
-    if lab.ndim != 2 or lab.dtype != np.uint8:
-        raise BagError(f'label image {path} must be 8-bit single channel, got {lab.dtype} {lab.shape}')
-    return lab
-
-
 def iter_frames(plan: SourcePlan) -> Iterator[tuple[SourceFrame, np.ndarray, Optional[np.ndarray]]]:
     if plan.video is not None:
         cap = cv2.VideoCapture(str(plan.video))
@@ -337,8 +313,8 @@ def iter_frames(plan: SourcePlan) -> Iterator[tuple[SourceFrame, np.ndarray, Opt
             cap.release()
         return
     for f in plan.frames:
-        rgb = read_rgb(f.image_path)
-        lab = read_label(f.label_path) if f.label_path is not None else None
+        rgb = datasets.load_image(f.image_path)
+        lab = datasets.read_label_ids(f.label_path) if f.label_path is not None else None
         if lab is not None and lab.shape != rgb.shape[:2]:
             raise BagError(f'label {f.label_path} is {lab.shape[1]}x{lab.shape[0]} but image {f.image_path} '
                            f'is {rgb.shape[1]}x{rgb.shape[0]}')
@@ -540,18 +516,6 @@ def format_info(info: dict) -> str:
         lines.append('Custom data:')
         lines += [f'  {k}: {v}' for k, v in sorted(info['custom'].items())]
     return '\n'.join(lines)
-
-
-def label_lut(label_format: str) -> np.ndarray:
-    """256-entry uint8 table: a bag's label value -> class id (255 = ignore) for its label format."""
-    lut = np.full(256, 255, np.uint8)
-    if label_format == LABEL_FORMATS['camvid']:
-        lut[:11] = np.arange(11)
-    elif label_format == LABEL_FORMATS['cityscapes']:
-        lut[list(_CITYSCAPES_TRAIN_IDS)] = np.arange(len(_CITYSCAPES_TRAIN_IDS))
-    else:
-        raise BagError(f'unknown label format {label_format!r}; known: {", ".join(LABEL_FORMATS.values())}')
-    return lut
 
 
 # ======================================================================================== replay

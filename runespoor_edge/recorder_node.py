@@ -14,8 +14,8 @@ from pathlib import Path
 from rclpy.node import Node
 
 from runespoor_common.params import Param, declare
+from runespoor_common.qos import record_qos
 from runespoor_edge import bagio
-from runespoor_edge.bag_player_node import message_class
 
 
 def _nonneg(v):
@@ -32,16 +32,6 @@ PARAMS = [
     Param('discovery_period_s', 0.5, 'how often new topics / publishers are looked for [s]', _nonneg,
           read_only=True),
 ]
-
-
-def adaptive_qos(infos):
-    """QoS that matches every publisher in `infos` (rclpy TopicEndpointInfo list)."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-    latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
 
 class BagRecorder(Node):
@@ -90,7 +80,7 @@ class BagRecorder(Node):
                                         throttle_duration_sec=30.0)
                 continue
             try:
-                cls = message_class(msgtype)
+                cls = bagio.message_class(msgtype)
             except (ImportError, AttributeError, ValueError):
                 self.get_logger().error(f'{topic}: {msgtype} is not installed; not recorded',
                                         throttle_duration_sec=30.0)
@@ -98,7 +88,7 @@ class BagRecorder(Node):
             self.conns[topic] = self.writer.add_connection(topic, msgtype, typestore=bagio.typestore())
             self.counts[topic] = 0
             self.subs[topic] = self.create_subscription(
-                cls, topic, lambda data, t=topic: self._on_message(t, data), adaptive_qos(infos), raw=True)
+                cls, topic, lambda data, t=topic: self._on_message(t, data), record_qos(infos), raw=True)
             self.get_logger().info(f'recording {topic} [{msgtype}]')
 
     def _on_message(self, topic: str, data: bytes) -> None:

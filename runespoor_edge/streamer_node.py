@@ -18,8 +18,13 @@ import random
 import time
 
 from rclpy.node import Node
+from runespoor.msg import EncodedFrame, KnobConfig, LinkStats
+from sensor_msgs.msg import Image
 
+from runespoor_common import graph
+from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.params import Param, declare, in_range, one_of
+from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 from runespoor_edge.knobs import KnobError, KnobSettings
 from runespoor_edge.link import POLICIES, LinkError, Schedule, TokenBucketLink
@@ -88,11 +93,6 @@ PARAMS = [
 class EdgeStreamer(Node):
     def __init__(self, **kwargs):
         super().__init__('edge_streamer', **kwargs)
-        from runespoor.msg import EncodedFrame, KnobConfig, LinkStats
-        from sensor_msgs.msg import Image
-
-        from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
-
         self._syncing = False
         self.p = declare(self, PARAMS, on_change=self._on_params)
         p = self.p
@@ -111,16 +111,15 @@ class EdgeStreamer(Node):
             raise ValueError(str(exc)) from exc
         self.session_id = random.SystemRandom().getrandbits(32)
         self._EncodedFrame, self._LinkStats = EncodedFrame, LinkStats
-        self.pub = self.create_publisher(EncodedFrame, 'runespoor/uplink', SENSOR_QOS)
-        self.stats_pub = self.create_publisher(LinkStats, 'runespoor/link_stats', RELIABLE_QOS)
-        self.create_subscription(Image, 'camera/image_raw', self._on_image, SENSOR_QOS)
-        knob_sub = self.create_subscription(KnobConfig, 'runespoor/knobs', self._on_knobs, LATCHED_QOS)
+        self.pub = self.create_publisher(EncodedFrame, graph.UPLINK, SENSOR_QOS)
+        self.stats_pub = self.create_publisher(LinkStats, graph.LINK_STATS, RELIABLE_QOS)
+        self.create_subscription(Image, graph.CAMERA_IMAGE, self._on_image, SENSOR_QOS)
+        knob_sub = self.create_subscription(KnobConfig, graph.KNOBS, self._on_knobs, LATCHED_QOS)
         self._knobs_topic, self._presence_checked = knob_sub.topic_name, 0.0
         self.create_timer(float(p['poll_period_s']), self._on_poll)
         self.create_timer(float(p['stats_period_s']), self._on_stats)
         self.frames_in = 0
         # rejection counters (rejected_camera_encoding, rejected_knobs, ...) on /diagnostics
-        from runespoor_common.diagnostics import NodeStats, attach
         self.stats = NodeStats()
         attach(self, self.stats)
         link_text = (f'schedule {p["schedule"]} kbit/s' if p['schedule'] else

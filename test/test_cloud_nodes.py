@@ -30,7 +30,7 @@ def key(stamp):
 
 def camvid_frame(shared_dir, index=0, size=(240, 180)):
     import cv2
-    from runespoor_cloud.datasets import list_samples, load_image
+    from runespoor_common.datasets import list_samples, load_image
     rgb = load_image(list_samples('camvid', shared_dir / 'data', 'val')[index].image_path)
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 

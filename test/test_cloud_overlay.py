@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from runespoor_cloud.datasets import DATASETS
 from runespoor_cloud.overlay import blend_overlay, palette_lut
+from runespoor_common.datasets import DATASETS
 
 
 def test_blend_exact_and_ignore_kept():

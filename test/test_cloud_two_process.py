@@ -33,7 +33,7 @@ def test_tail_report_switches_the_edge(rclpy_context, node_process, tmp_path):
     from runespoor.msg import EncodedFrame, KnobConfig, TailReport
     from sensor_msgs.msg import Image
     from runespoor_common.imgconv import rgb_to_image
-    from runespoor_common.monitor import OBSERVE_QOS
+    from runespoor_common.qos import OBSERVE_QOS
     from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
     (tmp_path / 'p.yaml').write_text(PROFILE)

@@ -4,7 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from runespoor_cloud.metrics import frame_miou
 from runespoor_common import run_analysis as ra
+from runespoor_common.stats import summarize
 
 
 def test_schedule_parse_and_paper_scaling():
@@ -40,16 +42,16 @@ def test_reaction_time_from_tail_frame_to_first_tail_config_frame():
              ra.TailEvent(11.0, 11.2, 0.001, True)]      # -> 11.3
     rt = ra.reaction_times(tails, sent)
     assert rt == pytest.approx([0.45, 0.3])
-    summary = ra.percentile_summary(rt)
-    assert summary['median'] == pytest.approx(375.0) and summary['count'] == 2
+    summary = summarize(rt, scale=1000.0)
+    assert summary['median'] == pytest.approx(375.0) and summary['n'] == 2
 
 
 def test_frame_miou_over_classes_present():
     gt = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)
     pred = np.array([[0, 1, 1, 1], [2, 0, 7, 7]], np.uint8)
     # class 0: inter 1, union 3 (gt 2 + pred 2 - 1); class 1: inter 2, union 3; class 2: inter 1, union 2
-    assert ra.frame_miou(pred, gt, 11) == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
-    assert math.isnan(ra.frame_miou(pred, np.full_like(gt, 255), 11))
+    assert frame_miou(pred, gt, 11) == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert math.isnan(frame_miou(pred, np.full_like(gt, 255), 11))
 
 
 def test_per_second_bins_and_timeline_plot(tmp_path):

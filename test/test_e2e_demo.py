@@ -30,7 +30,7 @@ def test_demo_short_run(tmp_path, shared_dir):
     assert f['captured'] > 0 and f['sent'] > 0 and f['processed'] >= 2, f
     assert s['tail_frames_flagged'] > 0 and s['sent_frames_tail_mode'] > 0
     assert any(k['tail_mode'] and 'tail frame' in k['reason'] for k in s['knob_changes'])
-    assert s['cac_reaction_ms']['count'] > 0 and s['cac_reaction_ms']['median'] > 0
+    assert s['cac_reaction_ms']['n'] > 0 and s['cac_reaction_ms']['median'] > 0
     for phase in s['kbps_per_phase']:  # the emulated link never carries more than its budget
         # (+ at most the one frame already on the wire at a phase boundary)
         assert phase['sent_kbps'] <= 1.25 * phase['budget_kbps'], phase

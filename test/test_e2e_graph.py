@@ -22,9 +22,9 @@ def test_frames_flow_and_knobs_switch(rclpy_context, shared_dir):
     from rclpy.executors import SingleThreadedExecutor
     from runespoor.msg import EncodedFrame, KnobConfig, TailReport
     from sensor_msgs.msg import Image
-    from runespoor_cloud.datasets import list_samples, load_image
+    from runespoor_common.datasets import list_samples, load_image
     from runespoor_common.imgconv import rgb_to_image
-    from runespoor_common.monitor import OBSERVE_QOS
+    from runespoor_common.qos import OBSERVE_QOS
     from runespoor_common.qos import LATCHED_QOS, SENSOR_QOS
     from runespoor_common.runner import Runner
 

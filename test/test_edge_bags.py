@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from runespoor_common.datasets import label_lut
 from runespoor_edge import bagio
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +107,7 @@ def test_cityscapes_sample_conversion(tmp_path, shared_dir, storage):
         ref_lab = np.asarray(im)
     got = pixels(lab)
     assert np.array_equal(got, ref_lab) and got.max() <= 33 and 7 in got  # label ids, not train ids (road=7)
-    assert bagio.label_lut('cityscapes_labelIds')[7] == 0 and bagio.label_lut('cityscapes_labelIds')[0] == 255
+    assert label_lut('cityscapes_labelIds')[7] == 0 and label_lut('cityscapes_labelIds')[0] == 255
 
 
 def test_cityscapes_sequence_layout(tmp_path):

@@ -29,7 +29,7 @@ def test_streamer_node_two_process(rclpy_context, node_process):
     from sensor_msgs.msg import Image
 
     from runespoor_common.imgconv import rgb_to_image
-    from runespoor_common.monitor import OBSERVE_QOS
+    from runespoor_common.qos import OBSERVE_QOS
     from runespoor_common.qos import LATCHED_QOS, SENSOR_QOS
     from runespoor_edge.codec import decode_jpeg
 

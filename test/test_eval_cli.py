@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from runespoor_cloud import evaluate, profiling, report
-from runespoor_cloud.datasets import list_samples, load_image
 from runespoor_cloud.metrics import psnr
+from runespoor_common.datasets import list_samples, load_image
 from runespoor_edge.codec import edge_roundtrip
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from runespoor_cloud import tailmetrics as tm
+from runespoor_cloud import metrics as tm
 from runespoor_cloud.metrics import class_iou, confusion_matrix, miou, psnr, ssim
 
 

@@ -35,8 +35,9 @@ def test_generated_executables_match_the_graph(tmp_path):
     subprocess.run([sys.executable, str(REPO / 'tools' / 'gen_scripts.py'), str(tmp_path)], check=True)
     names = sorted(p.name for p in tmp_path.iterdir())
     expected = sorted({s.executable for s in graph.NODES if not s.external}
-                      | {graph.CLOUD_SINGLE_PROCESS.executable})
+                      | {graph.CLOUD_SINGLE_PROCESS.executable} | set(graph.EXECUTABLE_ALIASES))
     assert names == expected
+    assert graph.EXECUTABLE_ALIASES['streamer_node'] == 'edge_streamer'  # named after the node
 
 
 def test_runner_commands_carry_params_namespace_and_typed_overrides():

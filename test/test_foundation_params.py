@@ -75,7 +75,7 @@ def test_size_values_for_warmup():
 
 
 def test_warmup_size_native_is_the_data_sets_size():
-    from runespoor_cloud.restorer_node import warmup_size
+    from runespoor_cloud.serving import warmup_size
     assert warmup_size('native', 'camvid') == (480, 360)
     assert warmup_size('native', 'cityscapes') == (1024, 512)
     assert warmup_size('none', 'camvid') is None and warmup_size('64x48', 'camvid') == (64, 48)

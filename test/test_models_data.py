@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from runespoor_cloud.datasets import (DATASETS, DatasetError, FrameSet, list_samples, load_image, load_label,
-                                      random_patch)
+from runespoor_cloud.frameset import FrameSet, random_patch
 from runespoor_cloud.metrics import class_iou, confusion_matrix, miou, psnr, ssim
+from runespoor_common.datasets import DATASETS, DatasetError, list_samples, load_image, load_label
 from runespoor_edge.codec import decode_jpeg, edge_encode
 
 

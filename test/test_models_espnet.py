@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from runespoor_cloud.datasets import list_samples, load_image, load_label
 from runespoor_cloud.metrics import class_iou, confusion_matrix, miou
 from runespoor_cloud.models import ModelFileError
 from runespoor_cloud.segmentation import Segmenter, load_segmentation_model
+from runespoor_common.datasets import list_samples, load_image, load_label
 
 torch.set_num_threads(1)
 

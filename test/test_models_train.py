@@ -51,7 +51,7 @@ def test_ce_counts_only_detailed_pixels():
 
 
 def _tiny_batch(shared_dir, scale=4):
-    from runespoor_cloud.datasets import FrameSet, random_patch
+    from runespoor_cloud.frameset import FrameSet, random_patch
     fs = FrameSet('camvid', shared_dir / 'data', 'train', scale, 90, limit=1)
     rng = np.random.default_rng(0)
     outs = [random_patch(fs.lr[i], fs.hr[i], scale, 0, rng, extras=(          # whole frame

@@ -53,7 +53,7 @@ class Camera:
 
 def test_cloud_stops_then_restarts(rclpy_context, node_process):
     from runespoor.msg import EncodedFrame, TailReport
-    from runespoor_common.monitor import OBSERVE_QOS
+    from runespoor_common.qos import OBSERVE_QOS
     from runespoor_common.qos import RELIABLE_QOS
     cam = Camera(rclpy_context, np.full((64, 96, 3), 120, np.uint8))
     sent = cam.record(EncodedFrame, 'runespoor/uplink', OBSERVE_QOS)
@@ -139,7 +139,7 @@ def test_stalled_link_drops_frames_with_bounded_queue_and_flat_memory(rclpy_cont
     """The stall is placed by what the edge reports (the bandwidth in its LinkStats, its stamps), not by
     the test's clock: a slow start shifts the schedule, not the verdict."""
     from runespoor.msg import EncodedFrame, LinkStats
-    from runespoor_common.monitor import OBSERVE_QOS
+    from runespoor_common.qos import OBSERVE_QOS
     from runespoor_common.qos import RELIABLE_QOS
     rng = np.random.default_rng(0)
     cam = Camera(rclpy_context, rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), period=1 / 15)

@@ -8,12 +8,13 @@ in the destination folder and renamed into place, so a crash never leaves a half
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from runespoor_common.fileio import write_atomic
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -61,20 +62,7 @@ def cpu_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> dict[s
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save to a temp file beside ``path`` then rename (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda fh: torch.save(obj, fh), binary=True, fsync=True)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: str, model_args: dict,

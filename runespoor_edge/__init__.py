@@ -1,1 +1,1 @@
-"""Runespoor edge side: knob application (downsample + JPEG), the emulated uplink, bag tools, edge nodes."""
+"""Runespoor edge side: knob application (downsample + JPEG), the emulated uplink, bag I/O, edge nodes."""

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runespoor_cloud import bench
+from runespoor_tools import bench
 
 
 def test_summarize_median_and_p95():

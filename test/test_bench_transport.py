@@ -8,7 +8,7 @@ pytestmark = pytest.mark.ros
 
 
 def test_transport_round_trips_between_processes(ros_domain):
-    from runespoor_cloud import bench_ros
+    from runespoor_tools import bench_ros
     res = bench_ros.transport(argparse.Namespace(quick=True, transport_reps=3, domain_id=ros_domain))
     assert 'error' not in res, res
     assert res['discovery_range'] == 'LOCALHOST' and res['domain_id'] == ros_domain
@@ -25,7 +25,7 @@ def test_transport_round_trips_between_processes(ros_domain):
 def test_control_reaction_through_the_real_nodes(ros_domain):
     """A tail TailReport makes the real cac_controller publish the tail knobs and the real edge_streamer
     send its next frame with them; the bench times both spans (values not asserted)."""
-    from runespoor_cloud import bench_ros
+    from runespoor_tools import bench_ros
     res = bench_ros.control(argparse.Namespace(quick=True, control_reps=2, domain_id=ros_domain))
     assert 'error' not in res, res
     assert res['failures'] == 0 and res['reaction']['n'] == 2 and res['controller']['n'] == 2

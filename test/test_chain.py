@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from runespoor_cloud import inference as inf
-from runespoor_cloud.bench import load_frames, make_restorer
+from runespoor_tools.bench import load_frames, make_restorer
 from runespoor_cloud.chain import CloudChain, TailSettings, compare_outputs, decode
 from runespoor_cloud.metrics import psnr
 from runespoor_cloud.segmentation import Segmenter

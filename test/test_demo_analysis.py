@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from runespoor_cloud.metrics import frame_miou
-from runespoor_common import run_analysis as ra
+from runespoor_tools import run_analysis as ra
 from runespoor_common.stats import summarize
 
 
@@ -85,7 +85,7 @@ def test_sent_frames_found_by_float_or_integer_stamp():
 
 def test_baseline_config_follows_the_live_level():
     from runespoor_cloud.controller import parse_profile
-    from runespoor_common.demo import baseline_config
+    from runespoor_tools.demo import baseline_config
     prof = parse_profile({'levels': [
         {'bandwidth_kbps': 100, 'standard': {'scale': 8, 'jpeg_quality': 60}, 'tail': {'scale': 6, 'jpeg_quality': 40}},
         {'bandwidth_kbps': 700, 'standard': {'scale': 2, 'jpeg_quality': 70}, 'tail': {'scale': 2, 'jpeg_quality': 70}}]})

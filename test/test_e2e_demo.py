@@ -15,7 +15,7 @@ def test_demo_short_run(tmp_path, shared_dir):
     bag = tmp_path / 'bag'
     bagio.convert('camvid', shared_dir / 'data' / 'camvid', bag, split='val', sequence='0016E5', limit=30,
                   progress=False)
-    cmd = [sys.executable, '-m', 'runespoor_common.cli', 'demo', '--bag', str(bag), '--out', str(tmp_path),
+    cmd = [sys.executable, '-m', 'runespoor_tools.cli', 'demo', '--bag', str(bag), '--out', str(tmp_path),
            '--schedule', '0:700,4:300,8:700', '--duration', '12', '--no-baselines',
            '--set', 'restorer:methods=2:bilinear,4:bilinear,6:bilinear,8:bilinear',
            # every frame is a tail frame for this threshold: the first report must switch the knobs

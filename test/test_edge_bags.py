@@ -13,7 +13,7 @@ from runespoor_common.datasets import label_lut
 from runespoor_edge import bagio
 
 REPO = Path(__file__).resolve().parent.parent
-REPO_CLI = [sys.executable, '-m', 'runespoor_common.cli', 'bag']
+REPO_CLI = [sys.executable, '-m', 'runespoor_tools.cli', 'bag']
 
 
 def read_all(bag):

@@ -91,7 +91,7 @@ def test_large_frame_is_fast():
 def test_edge_logic_modules_do_not_import_rclpy():
     import subprocess
     mods = ['runespoor_common.imgconv', 'runespoor_edge.knobs', 'runespoor_edge.link', 'runespoor_edge.streamer',
-            'runespoor_edge.bagio', 'runespoor_edge.bag_cli']
+            'runespoor_edge.bagio', 'runespoor_tools.bag']
     code = f"import sys, {', '.join(mods)}; bad = [m for m in sys.modules if m.startswith('rclpy')]; " \
            "sys.exit(f'rclpy imported: {bad}' if bad else 0)"
     from pathlib import Path

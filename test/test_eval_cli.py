@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from runespoor_cloud import evaluate, profiling, report
+from runespoor_tools import evaluate, report
+from runespoor_tools import profile as profiling
 from runespoor_cloud.metrics import psnr
 from runespoor_common.datasets import list_samples, load_image
 from runespoor_edge.codec import edge_roundtrip

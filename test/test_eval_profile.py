@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from runespoor_cloud.profiling import (ConfigScore, budget_kbytes, profile_document, render_yaml, score_table,
+from runespoor_tools.profile import (ConfigScore, budget_kbytes, profile_document, render_yaml, score_table,
                                        select_levels)
 
 TABLE = [

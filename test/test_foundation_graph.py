@@ -70,8 +70,8 @@ def test_runner_picks_its_own_domain_unless_told(monkeypatch):
 
 
 def test_cli_help_for_every_subcommand():
-    from runespoor_common.cli import SUBCOMMANDS
-    exe = [sys.executable, '-m', 'runespoor_common.cli']
+    from runespoor_tools.cli import SUBCOMMANDS
+    exe = [sys.executable, '-m', 'runespoor_tools.cli']
     out = subprocess.run(exe + ['--help'], capture_output=True, text=True, check=True).stdout
     for name in SUBCOMMANDS:
         assert name in out

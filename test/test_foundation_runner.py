@@ -8,7 +8,7 @@ import time
 import pytest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-CLI = [sys.executable, '-m', 'runespoor_common.cli', 'launch']
+CLI = [sys.executable, '-m', 'runespoor_tools.cli', 'launch']
 
 
 def _start(args):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from runespoor_cloud import inference as inf
-from runespoor_cloud.bench import load_frames, make_restorer
+from runespoor_tools.bench import load_frames, make_restorer
 from runespoor_cloud.restore import Restorer
 from runespoor_cloud.segmentation import Segmenter
 from runespoor_edge.codec import edge_roundtrip

@@ -63,7 +63,7 @@ def _tiny_batch(shared_dir, scale=4):
 
 def test_one_asr_step_reduces_the_loss(seg, shared_dir):
     from runespoor_cloud.models.carn import init_from_carn_m
-    from runespoor_cloud.train import train_one_step
+    from runespoor_tools.train import train_one_step
     torch.manual_seed(0)
     model = models.build('carn_m', scale=4)
     init_from_carn_m(model, shared_dir / 'models/carn/carn_m.pth')
@@ -90,7 +90,7 @@ def test_cloudseg_loss_is_zero_at_hr(seg):
 
 def test_train_cli_resumes_and_exports(tmp_path):
     from runespoor_cloud.restore import Restorer
-    from runespoor_cloud.train import main
+    from runespoor_tools.train import main
     out, export = tmp_path / 'run', tmp_path / 'w' / 'camvid' / 'sr_x8.pt'
     common = ['sr', '--scale', '8', '--val-every', '1', '--val-limit', '2', '--train-limit', '3',
               '--batch-size', '2', '--out', str(out), '--export', str(export), '--threads', '1', '--resume']

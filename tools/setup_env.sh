@@ -37,7 +37,7 @@ if [ "$(cat "$VENV/.req-hash" 2>/dev/null)" != "$REQ_HASH" ]; then
   rm -f "$VENV/.build-hash"
 fi
 
-BUILD_HASH=$(cat CMakeLists.txt package.xml runespoor_msgs/msg/*.msg runespoor_common/graph.py tools/gen_scripts.py \
+BUILD_HASH=$(cat CMakeLists.txt package.xml runespoor_msgs/msg/*.msg runespoor_common/graph.py tools/gen_scripts.py scripts/runespoor \
              $(find launch config models -type f 2>/dev/null | sort) | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.build-hash" 2>/dev/null)" != "$BUILD_HASH" ]; then
   echo "setup: building the runespoor package (interfaces) into $VENV"

@@ -16,22 +16,7 @@ from torch import nn
 
 from runespoor_common.fileio import write_atomic
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-class ModelFileError(ValueError):
-    """A weight/checkpoint file that is missing, unreadable or does not fit its architecture."""
-
-
-def register(name: str):
-    """Class/function decorator: make ``build(name, ...)`` construct it."""
-    def deco(fn):
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f'model {name!r} registered twice')
-        _REGISTRY[name] = fn
-        return fn
-    return deco
-
+from .registry import _REGISTRY, ModelFileError, register  # noqa: F401 (the package's public API)
 
 def _ensure_loaded() -> None:
     # importing the architecture modules runs their @register decorators

@@ -87,7 +87,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-BUSY_PATTERNS = ('runespoor_cloud.train', 'runespoor_cloud.profiling', 'runespoor_cloud.evaluate', 'cli train',
+BUSY_PATTERNS = ('runespoor_tools.train', 'runespoor_tools.profile', 'runespoor_tools.evaluate', 'cli train',
                  'cli profile', 'cli eval', 'cli bench')
 
 
@@ -112,7 +112,7 @@ def machine_info(device: str, threads: int) -> dict:
     import cv2
     import torch
 
-    from .inference import available_cores, cpu_has_native_bf16
+    from runespoor_cloud.inference import available_cores, cpu_has_native_bf16
     info = {
         'cpu_model': _cpu_model(), 'logical_cpus': os.cpu_count(), 'cores_available': available_cores(),
         'torch_threads': torch.get_num_threads(), 'requested_threads': threads, 'opencv_threads': cv2.getNumThreads(),
@@ -187,8 +187,8 @@ def make_restorer(methods: tuple[str, ...], scales: tuple[int, ...], device: str
     import torch
 
     from runespoor_common import paths
-    from .models import build
-    from .restore import Restorer, weight_path
+    from runespoor_cloud.models import build
+    from runespoor_cloud.restore import Restorer, weight_path
     wdir = Path(weights_dir) if weights_dir else paths.weights_dir()
     out = {}
     for method in methods:
@@ -254,7 +254,7 @@ class Bench:
     # ---- decode
     def decode(self, size, frames):
         from runespoor_edge.codec import decode_jpeg, edge_encode
-        from .chain import decode
+        from runespoor_cloud.chain import decode
         rows = []
         for scale in self.args.scales_all:
             data = [edge_encode(f, scale, 75) for f in frames]
@@ -299,7 +299,7 @@ class Bench:
 
     # ---- tail detector
     def tail(self, size, label_maps):
-        from . import tail as tail_mod
+        from runespoor_cloud import tail as tail_mod
         rows = []
         for ds in (tail_mod.DEFAULT_DOWNSAMPLE, 1):
             st = measure(lambda i: tail_mod.analyze(label_maps[i % len(label_maps)], downsample=ds),
@@ -313,7 +313,7 @@ class Bench:
         """Naive and optimized chain per (method, scale), measured alternately frame by frame so that
         both see the same machine load (the ratio is then a fair one even on a shared machine)."""
         from runespoor_edge.codec import edge_encode
-        from .chain import CloudChain
+        from runespoor_cloud.chain import CloudChain
         rows = []
         w, h = size
         big = w * h > 1_000_000
@@ -351,9 +351,9 @@ class Bench:
         the model's own noise floor: the agreement of the naive labels with the labels of the naive restored
         frame plus uniform +-1 grey-level noise (how stable the segmentation is at this size at all)."""
         from runespoor_edge.codec import edge_encode, edge_roundtrip
-        from .chain import CloudChain, compare_outputs
-        from .inference import TOLERANCE
-        from .metrics import psnr
+        from runespoor_cloud.chain import CloudChain, compare_outputs
+        from runespoor_cloud.inference import TOLERANCE
+        from runespoor_cloud.metrics import psnr
         rows = []
         w, h = size
         rng = np.random.default_rng(0)
@@ -391,8 +391,8 @@ class Bench:
     def ablation(self, size, frames, restorers, seg, configs):
         """Cumulative optimization steps on the whole chain, measured round-robin (one frame per step in
         turn) so that a change in the machine's load hits every step alike."""
-        from .chain import CloudChain
-        from .inference import ABLATION, COMPILED
+        from runespoor_cloud.chain import CloudChain
+        from runespoor_cloud.inference import ABLATION, COMPILED
         from runespoor_edge.codec import edge_encode
         rows = []
         w, h = size
@@ -441,8 +441,8 @@ class Bench:
     def run(self) -> dict:
         import torch
 
-        from .inference import EXACT, OPTIMIZED, configure_threads
-        from .segmentation import Segmenter
+        from runespoor_cloud.inference import EXACT, OPTIMIZED, configure_threads
+        from runespoor_cloud.segmentation import Segmenter
         args = self.args
         threads = configure_threads(args.threads)
         res = self.results
@@ -493,7 +493,7 @@ class Bench:
                                                  [(chain_method, s) for s in chain_scales])
             del seg, fseg
         if not args.no_ros:
-            from . import bench_ros
+            from runespoor_tools import bench_ros
             res['transport'] = bench_ros.transport(args, self.log)
             res['control'] = bench_ros.control(args, self.log)
         res['ratios'] = ratios(res, chain_method)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from runespoor_common import graph, paths, rosenv
-from runespoor_common import run_analysis as ra
+from runespoor_tools import run_analysis as ra
 from runespoor_common.datasets import label_lut
 from runespoor_common.stats import summarize
 
@@ -103,7 +103,7 @@ class MonitorThread:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
-        from runespoor_common.monitor import Monitor
+        from runespoor_tools.monitor import Monitor
         self.ctx = Context()
         rclpy.init(context=self.ctx)
         self.node = Monitor(context=self.ctx)
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets)
     replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets)
     recorder = subprocess.Popen(
-        [sys.executable, '-m', 'runespoor_common.cli', 'bag', 'record', '--out', str(run_dir / 'recording'),
+        [sys.executable, '-m', 'runespoor_tools.cli', 'bag', 'record', '--out', str(run_dir / 'recording'),
          '--topics', *RECORD_TOPICS],
         env=env, stdout=open(run_dir / 'recorder.log', 'w'), stderr=subprocess.STDOUT, start_new_session=True)
     mon = MonitorThread()

@@ -15,7 +15,7 @@ from runespoor.msg import EncodedFrame, KnobConfig, LinkStats, TailReport
 from sensor_msgs.msg import Image
 
 from runespoor_common import graph
-from runespoor_common import run_analysis as ra
+from runespoor_tools import run_analysis as ra
 from runespoor_common.imgconv import image_to_labels, image_to_rgb
 from runespoor_common.qos import LATCHED_QOS, OBSERVE_QOS
 

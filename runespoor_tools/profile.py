@@ -3,7 +3,7 @@
 1. Every config (scale in {1,2,4,6,8} x JPEG quality in {40,...,90}) runs over the profiling split (train)
    through the exact edge encoding, restoration (per scale: ``asr`` where its weights exist, else ``sr``,
    else ``bilinear``; recorded in the output) and the frozen segmentation; per-frame confusion matrices,
-   bytes and small-region ratios are cached (see :mod:`runespoor_cloud.evaluate`).
+   bytes and small-region ratios are cached (see :mod:`runespoor_tools.evaluate`).
 2. Tail frames = the worst 10 % by frame mIoU at the reference config (default x4 q90).
 3. Per bandwidth level (kbit/s at a frame rate -> a byte budget per frame): the *standard* config is the
    best mIoU on the non-tail frames among configs whose mean bytes on those frames fit the budget; the
@@ -94,7 +94,7 @@ def select_levels(table: list[ConfigScore], levels_kbps, frame_rate: float) -> l
 def score_table(cms: dict[tuple[int, int], np.ndarray], nbytes: dict[tuple[int, int], np.ndarray],
                 tail_mask: np.ndarray) -> list[ConfigScore]:
     """ConfigScores from per-frame confusion matrices (N x K x K) and bytes (N) per (scale, quality)."""
-    from .metrics import miou
+    from runespoor_cloud.metrics import miou
     t = np.asarray(tail_mask, bool)
     rows = []
     for (s, q), cm in cms.items():
@@ -161,7 +161,7 @@ def _f2(v: float) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .evaluate import add_common_arguments
+    from runespoor_tools.evaluate import add_common_arguments
     add_common_arguments(parser)
     parser.add_argument('--split', default='train', help='profiling split (default train)')
     parser.add_argument('--val-split', default='val', help='split for the threshold check ("" to skip)')
@@ -200,7 +200,7 @@ def _restoration_plan(runner, scales, prefs) -> dict[int, str]:
 
 
 def _scores_to_arrays(scores, cfg_of, samples):
-    from .metrics import present_miou
+    from runespoor_cloud.metrics import present_miou
     out = {}
     for key, cfg in cfg_of.items():
         fs = scores[cfg]
@@ -211,11 +211,11 @@ def _scores_to_arrays(scores, cfg_of, samples):
 
 def run(args: argparse.Namespace) -> int:
     from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
-    from . import metrics as tm
+    from runespoor_cloud import metrics as tm
     from runespoor_common.datasets import DatasetError
-    from .evaluate import (Config, EvalError, command_line, parse_int_list, select_samples, setup_runner,
+    from runespoor_tools.evaluate import (Config, EvalError, command_line, parse_int_list, select_samples, setup_runner,
                            write_json_atomic)
-    from .models import ModelFileError
+    from runespoor_cloud.models import ModelFileError
     t_start = time.perf_counter()
     scales = parse_int_list(args.scales, '--scales')
     qualities = parse_int_list(args.qualities, '--qualities')

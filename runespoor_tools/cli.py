@@ -15,13 +15,13 @@ import sys
 #: subcommand -> (module, one-line help). The only list of subcommands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'launch': ('runespoor_common.runner', 'run the robot, cloud or demo node graph as processes (pip mode)'),
-    'bag': ('runespoor_edge.bag_cli', 'convert data sets / video to rosbag2, play and record bags'),
-    'train': ('runespoor_cloud.train', 'train the SR, ASR and CloudSeg restoration models'),
-    'eval': ('runespoor_cloud.evaluate', 'evaluate restoration methods x scales on a data set split'),
-    'report': ('runespoor_cloud.report', 'Markdown tables and figures from metrics.json files'),
-    'profile': ('runespoor_cloud.profiling', 'tail-aware offline profiling: write the CAC profile'),
-    'bench': ('runespoor_cloud.bench', 'benchmark edge, cloud, transport and control latencies'),
-    'demo': ('runespoor_common.demo', 'the main job end to end on a replayed sequence'),
+    'bag': ('runespoor_tools.bag', 'convert data sets / video to rosbag2, play and record bags'),
+    'train': ('runespoor_tools.train', 'train the SR, ASR and CloudSeg restoration models'),
+    'eval': ('runespoor_tools.evaluate', 'evaluate restoration methods x scales on a data set split'),
+    'report': ('runespoor_tools.report', 'Markdown tables and figures from metrics.json files'),
+    'profile': ('runespoor_tools.profile', 'tail-aware offline profiling: write the CAC profile'),
+    'bench': ('runespoor_tools.bench', 'benchmark edge, cloud, transport and control latencies'),
+    'demo': ('runespoor_tools.demo', 'the main job end to end on a replayed sequence'),
 }
 
 

@@ -287,7 +287,7 @@ def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1
                    per_scale: dict | None = None) -> list[dict]:
     """Per scale: the detector (the scale's own threshold where `per_scale` has one) on the predictions of
     the best available method (asr > sr > bilinear)."""
-    from .metrics import detection_scores, tail_frames
+    from runespoor_cloud.metrics import detection_scores, tail_frames
     out = []
     for s in res.scales:
         m = next((m for m in ('asr', 'sr', 'bilinear') if res.get(m, s, q) is not None), None)
@@ -307,7 +307,7 @@ def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1
 
 def fig_detection(res: Results, q: int, threshold: float | None, path: Path, scale: int = 4, rule: str = 'below',
                   per_scale: dict | None = None) -> Path | None:
-    from .metrics import detection_scores, tail_frames
+    from runespoor_cloud.metrics import detection_scores, tail_frames
     s = scale if scale in res.scales else (res.scales[len(res.scales) // 2] if res.scales else None)
     m = next((m for m in ('asr', 'sr', 'bilinear') if res.get(m, s, q) is not None), None)
     if m is None:
@@ -355,7 +355,7 @@ def fig_detection(res: Results, q: int, threshold: float | None, path: Path, sca
 
 
 def command_line(sub: str) -> str:
-    from .evaluate import command_line as cl
+    from runespoor_tools.evaluate import command_line as cl
     return cl(sub)
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from runespoor_common import paths
-from .chain import CloudChain
-from .restore import Restorer
+from runespoor_cloud.chain import CloudChain
+from runespoor_cloud.restore import Restorer
 
 METHODS = ('sr', 'asr', 'cloudseg')
 DEFAULT_OUT_ROOT = Path(os.environ.get('RUNESPOOR_TRAIN_DIR', '/tmp/runespoor_train'))
@@ -43,11 +43,11 @@ class TrainFrames:
 
     def __init__(self, dataset: str, root, split: str, scale: int, quality: int, need_masks: bool,
                  small_region_area: float, limit: int | None = None):
-        from .frameset import FrameSet
+        from runespoor_cloud.frameset import FrameSet
         self.frames = FrameSet(dataset, root, split, scale, quality, limit=limit, with_labels=need_masks)
         self.masks = []
         if need_masks:
-            from .tail import small_region_mask
+            from runespoor_cloud.tail import small_region_mask
             for lab in self.frames.labels:
                 if lab is None:
                     raise ValueError('ASR training needs labelled frames; a frame of the split has no label')
@@ -57,7 +57,7 @@ class TrainFrames:
         return len(self.frames)
 
     def batch(self, rng: np.random.Generator, batch_size: int, hr_patch: int):
-        from .frameset import random_patch
+        from runespoor_cloud.frameset import random_patch
         fr = self.frames
         lrs, hrs, labs, masks = [], [], [], []
         for _ in range(batch_size):
@@ -85,7 +85,7 @@ def evaluate(restorer: Restorer | None, frames, segmenter=None, with_ssim: bool 
     `restorer`, segment with `segmenter`), scored: mean PSNR/SSIM against HR and, with a segmenter, the
     confusion matrix / mIoU of its labels. ``restorer=None`` scores HR itself (the segmentation upper
     bound)."""
-    from .metrics import confusion_matrix, miou, psnr, ssim
+    from runespoor_cloud.metrics import confusion_matrix, miou, psnr, ssim
     chain = CloudChain(restorer, segmenter, tail=None)
     k = segmenter.num_classes if segmenter is not None else 0
     cm = np.zeros((k, k), np.int64)
@@ -120,8 +120,8 @@ def evaluate(restorer: Restorer | None, frames, segmenter=None, with_ssim: bool 
 
 def build_sr_model(arch: str, scale: int, init: str | None, model_dir=None):
     """Build `arch` for `scale`; `init` = 'carn_m' (the published CARN-M), a Runespoor checkpoint, or none."""
-    from .models import ModelFileError, build, load_state_strict, read_checkpoint
-    from .models.carn import init_from_carn_m
+    from runespoor_cloud.models import ModelFileError, build, load_state_strict, read_checkpoint
+    from runespoor_cloud.models.carn import init_from_carn_m
     model_args = {'scale': int(scale)}
     model = build(arch, **model_args)
     note = 'random initialisation'
@@ -153,7 +153,7 @@ def default_init(method: str, dataset: str, scale: int) -> str:
 
 
 def make_loss(method: str, segmenter, alpha: float, beta: float, cloudseg_kind: str = 'kl'):
-    from .losses import ASRLoss, CloudSegLoss, L1Loss
+    from runespoor_cloud.losses import ASRLoss, CloudSegLoss, L1Loss
     if method == 'sr':
         return L1Loss()
     if method == 'asr':
@@ -194,7 +194,7 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, data: TrainFrames, rng
 
 def save_training_state(path: Path, model, model_args, optimizer, scheduler, step, args, best, history,
                         wall_s, rng):
-    from .models import save_checkpoint
+    from runespoor_cloud.models import save_checkpoint
     save_checkpoint(path, model, args.arch, model_args, step=step, optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), best=best, history=history, wall_s=wall_s,
                     rng=rng.bit_generator.state, config=_config(args))
@@ -209,7 +209,7 @@ def _config(args) -> dict:
 
 def export_weights(ckpt_path, dest, extra: dict | None = None) -> Path:
     """Write a training checkpoint's model as fp16 weights (+ provenance) for the restorer."""
-    from .models import atomic_save, read_checkpoint
+    from runespoor_cloud.models import atomic_save, read_checkpoint
     ckpt = read_checkpoint(ckpt_path)
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt['state_dict'].items()}
     out = {'arch': ckpt['arch'], 'model_args': ckpt['model_args'], 'state_dict': sd,
@@ -285,7 +285,7 @@ def _defaults(args) -> None:
 
 
 def _val_frames(args, scale: int):
-    from .frameset import FrameSet
+    from runespoor_cloud.frameset import FrameSet
     n = len(__import__('runespoor_common.datasets', fromlist=['list_samples']).list_samples(
         args.dataset, paths.data_root(args.data_root), 'val'))
     every = max(1, n // args.val_limit) if args.val_limit else 1
@@ -295,7 +295,7 @@ def _val_frames(args, scale: int):
 
 def run_training(args) -> int:
     from tqdm import tqdm
-    from .segmentation import Segmenter
+    from runespoor_cloud.segmentation import Segmenter
     _defaults(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -329,7 +329,7 @@ def run_training(args) -> int:
 
     step, wall, best, history = 0, 0.0, None, []
     if args.resume and last.is_file():
-        from .models import load_state_strict, read_checkpoint
+        from runespoor_cloud.models import load_state_strict, read_checkpoint
         ck = read_checkpoint(last)
         load_state_strict(model, ck['state_dict'], last)
         optimizer.load_state_dict(ck['optimizer'])
@@ -393,7 +393,7 @@ def run_training(args) -> int:
 
 
 def run_export(args) -> int:
-    from .models import read_checkpoint
+    from runespoor_cloud.models import read_checkpoint
     if args.ckpt is None and args.out is None:
         raise SystemExit('runespoor train export: pass --ckpt FILE or --out FOLDER (its best.pt is exported)')
     src = args.ckpt or args.out / 'best.pt'
@@ -427,9 +427,9 @@ def tail_classes(iou_bilinear: np.ndarray, iou_hr: np.ndarray) -> list[int]:
 
 
 def run_table(args) -> int:
-    from .metrics import class_iou
-    from .restore import weight_path
-    from .segmentation import Segmenter
+    from runespoor_cloud.metrics import class_iou
+    from runespoor_cloud.restore import weight_path
+    from runespoor_cloud.segmentation import Segmenter
     if args.threads:
         torch.set_num_threads(args.threads)
     weights_dir = args.weights_dir or paths.weights_dir()

@@ -128,7 +128,7 @@ def score_frame(hr: np.ndarray, label: np.ndarray, chain, method: str, scale: in
     """One frame through edge encoding and the cloud chain (runespoor_cloud/chain.py: restore -> segment ->
     tail), scored against `label`. ``hr``: the original frame, not encoded, not restored."""
     from runespoor_edge.codec import edge_roundtrip
-    from .metrics import confusion_matrix, psnr, ssim
+    from runespoor_cloud.metrics import confusion_matrix, psnr, ssim
     h, w = hr.shape[:2]
     t0 = time.perf_counter()
     if method == 'hr':
@@ -223,7 +223,7 @@ class Runner:
                  small_region_area: float = DEFAULT_SMALL_REGION_AREA,
                  tail_downsample: int = DEFAULT_TAIL_DOWNSAMPLE, cache_dir: Path | None = None,
                  size: tuple[int, int] | None = None):
-        from .segmentation import Segmenter
+        from runespoor_cloud.segmentation import Segmenter
         self.size = tuple(size) if size else None   # (w, h) frames and labels are resized to, None = as stored
         self.dataset = dataset
         self.weights_dir = Path(weights_dir)
@@ -238,15 +238,15 @@ class Runner:
         self._hashes: dict[tuple[str, int], str] = {}
 
     def weight_file(self, method: str, scale: int) -> Path | None:
-        from .restore import weight_path
+        from runespoor_cloud.restore import weight_path
         if method in ('bilinear', 'hr') or scale == 1:
             return None
         return weight_path(self.weights_dir, self.dataset, method, scale)
 
     def restorer(self, method: str, scale: int):
         """The Restorer for (method, scale); raises ModelFileError / ValueError when it cannot load."""
-        from .chain import CloudChain, TailSettings
-        from .restore import Restorer
+        from runespoor_cloud.chain import CloudChain, TailSettings
+        from runespoor_cloud.restore import Restorer
         key = (method, int(scale))
         if key not in self._restorers:
             if method == 'hr':
@@ -263,7 +263,7 @@ class Runner:
 
     def check(self, method: str, scale: int) -> str | None:
         """None when (method, scale) can run, else why not (missing or unloadable weights)."""
-        from .models import ModelFileError
+        from runespoor_cloud.models import ModelFileError
         f = self.weight_file(method, scale)
         if f is not None and not f.is_file():
             return f'{method} x{scale}: weight file {_short(f)} is missing'
@@ -335,8 +335,8 @@ class Runner:
 def summarize(scores: dict[Config, list[FrameScore]], sequences: list[str], class_names: list[str],
               episode_length: int = 10) -> list[dict]:
     """metrics.json rows, one per config: overall and class-wise, tail set, frame-wise, image quality."""
-    from . import metrics as tm
-    from .metrics import class_iou, miou
+    from runespoor_cloud import metrics as tm
+    from runespoor_cloud.metrics import class_iou, miou
     hr_cfg = next((c for c in scores if c.method == 'hr'), None)
     if hr_cfg is None:
         raise EvalError('the tail metrics need the hr results')
@@ -449,7 +449,7 @@ def parse_size(text: str | None, dataset: str) -> tuple[int, int] | None:
 def run(args: argparse.Namespace) -> int:
     from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
     from runespoor_common.datasets import DatasetError, get_info
-    from .models import ModelFileError
+    from runespoor_cloud.models import ModelFileError
     t_start = time.perf_counter()
     scales = parse_int_list(args.scales, '--scales')
     qualities = parse_int_list(args.jpeg_quality, '--jpeg-quality')

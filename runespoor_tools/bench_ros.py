@@ -4,7 +4,7 @@ through the real nodes. Imported only when those sections run (rclpy stays out o
 Network safety: every process here runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST in a ROS domain of
 its own (runespoor_common.rosenv): this process via apply_to_this_process, children via safe_env.
 
-Transport: a pong process (``python -m runespoor_cloud.bench_ros pong``) answers every EncodedFrame /
+Transport: a pong process (``python -m runespoor_tools.bench_ros pong``) answers every EncodedFrame /
 Image it receives with a small Header carrying its arrival time (CLOCK_REALTIME; both processes share the
 machine's clock), so one-way latency = arrival - the sender's stamp taken just before publish
 (serialization, DDS and deserialization included); the round trip adds the small reply.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runespoor_common import graph, rosenv
+from runespoor_common import graph, rosenv, stats
 
 PONG_TOPICS = {'EncodedFrame': ('bench/ping_encoded', 'sensor'), 'Image': ('bench/ping_image', 'image')}
 REPLY_TOPIC = 'bench/pong'
@@ -46,8 +46,8 @@ def _domain(args) -> int:
 
 
 def _summ(samples):
-    from .bench import summarize
-    return summarize(samples)
+    """The bench's timing summary (same keys as bench.summarize: median_ms, p95_ms, ...)."""
+    return stats.summarize(samples, unit='ms', digits=4)
 
 
 def _spawn(cmd: list[str], env: dict) -> tuple[subprocess.Popen, object]:
@@ -136,7 +136,7 @@ def transport(args, log=print) -> dict:
     domain = rosenv.apply_to_this_process(_domain(args))
     env = rosenv.safe_env(domain_id=domain)
     reps = args.transport_reps or (12 if args.quick else 60)
-    proc, plog = _spawn([sys.executable, '-m', 'runespoor_cloud.bench_ros', 'pong'], env)
+    proc, plog = _spawn([sys.executable, '-m', 'runespoor_tools.bench_ros', 'pong'], env)
     sp = None
     try:
         from runespoor.msg import EncodedFrame
@@ -363,4 +363,4 @@ def control(args, log=print) -> dict:
 if __name__ == '__main__':
     if sys.argv[1:2] == ['pong']:
         sys.exit(pong_main())
-    sys.exit('usage: python -m runespoor_cloud.bench_ros pong')
+    sys.exit('usage: python -m runespoor_tools.bench_ros pong')

@@ -19,39 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import cv2
 import numpy as np
 import torch
 
-from runespoor_edge.codec import MAX_DECODE_SIDE, CodecError, decode_jpeg, jpeg_size
-from .inference import PLAIN, InferenceOptions, grad_context
-from .tail import DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, TailResult, analyze
-
-#: cv2.IMREAD_COLOR_RGB (OpenCV >= 4.10) decodes straight to RGB; None on older OpenCV (codec decode then).
-_IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)
-
-
-def decode(data: bytes | bytearray | memoryview | np.ndarray, expected_size: tuple[int, int] | None = None,
-           rgb_direct: bool = False) -> np.ndarray:
-    """JPEG -> RGB uint8 with the codec's checks and errors (runespoor_edge.codec.decode_jpeg, including
-    the header size check against `expected_size` before anything is decoded). ``rgb_direct``: decode
-    straight to RGB (no BGR -> RGB copy), same pixels."""
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
-    if not rgb_direct or _IMREAD_RGB is None or buf.size < 4 or buf[0] != 0xFF or buf[1] != 0xD8 \
-            or buf[-2] != 0xFF or buf[-1] != 0xD9:
-        return decode_jpeg(data, expected_size)
-    size = jpeg_size(buf)
-    if size is None or (expected_size is not None and tuple(size) != tuple(expected_size)) \
-            or not (0 < size[0] <= MAX_DECODE_SIDE and 0 < size[1] <= MAX_DECODE_SIDE):
-        return decode_jpeg(data, expected_size)  # raises the codec's CodecError with its message
-    try:
-        rgb = cv2.imdecode(buf, _IMREAD_RGB)
-    except cv2.error:  # OpenCV asserts on some corrupt data: the codec says what is wrong
-        return decode_jpeg(data, expected_size)
-    if rgb is None:
-        raise CodecError(f'corrupt JPEG of {buf.size} bytes')
-    return rgb
-
+from runespoor_cloud.inference import PLAIN, InferenceOptions, grad_context
+from runespoor_cloud.tail import (DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD, TailResult,
+                                  analyze)
+from runespoor_edge.codec import decode_jpeg
 
 @dataclass(frozen=True)
 class TailSettings:
@@ -110,7 +84,9 @@ class CloudChain:
 
     # ---- the stages, one by one (what the nodes run)
     def decode(self, jpeg, expected_size: tuple[int, int] | None = None) -> np.ndarray:
-        return decode(jpeg, expected_size, rgb_direct=self.options.rgb_decode)
+        """JPEG -> RGB uint8 by the codec (its checks and errors; `expected_size` is checked against the
+        header before anything is decoded), straight to RGB when the options say so."""
+        return decode_jpeg(jpeg, expected_size, rgb_direct=self.options.rgb_decode)
 
     def restore(self, lr: np.ndarray, scale: int, source_size: tuple[int, int]) -> np.ndarray:
         """Decoded RGB uint8 LR frame -> RGB uint8 at source_size (w, h). Without a restorer only x1 frames of

@@ -28,6 +28,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from runespoor_cloud.tail import parse_scale_thresholds
 from runespoor_common import paths
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
@@ -135,7 +137,6 @@ def resolve_profile(value: str) -> Path:
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
-    import yaml
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f'profile {path}: file not found')

@@ -4,12 +4,14 @@ reliable + transient local, depth 1). Logs every switch with its reason and reco
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from rclpy.node import Node
 
 from runespoor.msg import KnobConfig, LinkStats, TailReport
 from runespoor_cloud.controller import CacController, Decision, load_profile, resolve_profile
+from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.node_main import run_node
 from runespoor_common.params import Param, declare, in_range, one_of
@@ -40,9 +42,9 @@ class ControllerNode(Node):
             f'{lv.bandwidth_kbps:g} kbit/s (standard x{lv.standard.scale} q{lv.standard.jpeg_quality}, '
             f'tail x{lv.tail.scale} q{lv.tail.jpeg_quality})' for lv in self.profile.levels))
         self.stats = NodeStats()
-        self.pub = self.create_publisher(KnobConfig, 'runespoor/knobs', LATCHED_QOS)
-        self.create_subscription(TailReport, 'runespoor/tail_report', self.on_tail, RELIABLE_QOS)
-        self.create_subscription(LinkStats, 'runespoor/link_stats', self.on_link, RELIABLE_QOS)
+        self.pub = self.create_publisher(KnobConfig, graph.KNOBS, LATCHED_QOS)
+        self.create_subscription(TailReport, graph.TAIL_REPORT, self.on_tail, RELIABLE_QOS)
+        self.create_subscription(LinkStats, graph.LINK_STATS, self.on_link, RELIABLE_QOS)
         attach(self, self.stats)
         self.publish(self.cac.start())
 
@@ -91,5 +93,4 @@ def main(args=None):
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

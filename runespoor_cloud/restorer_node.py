@@ -10,6 +10,7 @@ Bad frames are rejected with a throttled, specific log line and a diagnostics co
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 from rclpy.node import Node
@@ -19,6 +20,7 @@ from runespoor.msg import EncodedFrame
 from runespoor_cloud.chain import CloudChain
 from runespoor_cloud.restore import METHODS, Restorer
 from runespoor_cloud.serving import SERVING_PARAMS, inference_options, warmup_size
+from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.imgconv import rgb_to_image
 from runespoor_common.node_main import run_node
@@ -83,9 +85,9 @@ class RestorerNode(Node):
         self.last_seq = None
         self._last_log: dict[str, float] = {}
         self.edge_restarts = 0
-        self.pub = self.create_publisher(Image, 'runespoor/restored', IMAGE_QOS)
-        self.info_pub = self.create_publisher(EncodedFrame, 'runespoor/frame_info', RELIABLE_QOS)
-        self.create_subscription(EncodedFrame, 'runespoor/uplink', self.on_frame, UPLINK_IN_QOS)
+        self.pub = self.create_publisher(Image, graph.RESTORED, IMAGE_QOS)
+        self.info_pub = self.create_publisher(EncodedFrame, graph.FRAME_INFO, RELIABLE_QOS)
+        self.create_subscription(EncodedFrame, graph.UPLINK, self.on_frame, UPLINK_IN_QOS)
         attach(self, self.stats)
 
     def _reject(self, kind: str, text: str) -> None:
@@ -163,5 +165,4 @@ def main(args=None):
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

@@ -4,6 +4,7 @@ once on runespoor/class_map (reliable + transient local). The segment stage of t
 (runespoor_cloud/chain.py)."""
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ from runespoor_cloud.chain import CloudChain
 from runespoor_cloud.overlay import blend_overlay, palette_lut
 from runespoor_cloud.segmentation import Segmenter
 from runespoor_cloud.serving import SERVING_PARAMS, inference_options, warmup_size
+from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.imgconv import ImageEncodingError, image_to_rgb, labels_to_image, rgb_to_image
 from runespoor_common.node_main import run_node
@@ -28,7 +30,7 @@ PARAMS = [
     Param('weights', '', 'weight file; empty = <model dir>/espnet/espnet_p_2_q_8_<dataset>.pth, model dir = '
           '$RUNESPOOR_MODELS or ../shared/models', read_only=True),
     Param('overlay_alpha', 0.5, 'weight of the class colours in the overlay', in_range(0.0, 1.0)),
-    Param('publish_overlay', True, 'publish runespoor/segmentation/overlay'),
+    Param('publish_overlay', True, f'publish {graph.SEG_OVERLAY}'),
 ] + SERVING_PARAMS
 
 
@@ -52,16 +54,16 @@ class SegmentationNode(Node):
                                + (f' (warmed up at {size[0]}x{size[1]})' if size else ''))
         self.stats = NodeStats()
         self.sink = None  # single-process mode: callable(labels, header) instead of DDS
-        self.labels_pub = self.create_publisher(Image, 'runespoor/segmentation/labels', IMAGE_QOS)
-        self.overlay_pub = self.create_publisher(Image, 'runespoor/segmentation/overlay', IMAGE_QOS)
-        self.class_pub = self.create_publisher(ClassMap, 'runespoor/class_map', LATCHED_QOS)
+        self.labels_pub = self.create_publisher(Image, graph.SEG_LABELS, IMAGE_QOS)
+        self.overlay_pub = self.create_publisher(Image, graph.SEG_OVERLAY, IMAGE_QOS)
+        self.class_pub = self.create_publisher(ClassMap, graph.CLASS_MAP, LATCHED_QOS)
         cm = ClassMap(dataset=info.name, model=self.p['arch'], ignore_label=255,
                       class_ids=list(range(info.num_classes)), class_names=list(info.class_names),
                       colors_rgb=[int(c) for rgb in info.palette for c in rgb])
         cm.header.stamp = self.get_clock().now().to_msg()
         self.class_pub.publish(cm)
         if not direct:
-            self.create_subscription(Image, 'runespoor/restored', self.on_image, RESTORED_IN_QOS)
+            self.create_subscription(Image, graph.RESTORED, self.on_image, RESTORED_IN_QOS)
         attach(self, self.stats)
 
     def on_image(self, msg: Image) -> None:
@@ -93,5 +95,4 @@ def main(args=None):
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

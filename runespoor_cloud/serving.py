@@ -3,9 +3,9 @@ inference options those parameters select, and the warm-up size rule. A library 
 node imports the other."""
 from __future__ import annotations
 
+from runespoor_cloud.inference import OPTIMIZED, PLAIN, InferenceOptions
 from runespoor_common.datasets import get_info
 from runespoor_common.params import Param, in_range, one_of, parse_size, size_check
-from .inference import OPTIMIZED, PLAIN, InferenceOptions
 
 #: device, threads, optimized, warmup_size: declared by both model-serving nodes after their own parameters.
 SERVING_PARAMS = [
@@ -27,6 +27,4 @@ def inference_options(optimized: bool) -> InferenceOptions:
 
 def warmup_size(value: str, dataset: str) -> tuple[int, int] | None:
     """The warm-up frame size of a `warmup_size` parameter value ('native' = the data set's size)."""
-    if str(value).strip().lower() == 'native':
-        return tuple(get_info(dataset).native_size) or None
-    return parse_size(value, 'warmup_size')
+    return parse_size(value, 'warmup_size', native=get_info(dataset).native_size)

@@ -6,8 +6,8 @@ area; a frame whose ratio is **below** `tail_threshold` is a likely tail frame (
 the analytics lost the detail). That is the paper's rule (`rule='below'`); where the profiling data shows
 the opposite (on CamVid, worse frames have *more* small regions) the fitted profile says `rule: above`.
 The threshold may differ per scale the frame was sent at (`scale_thresholds` in the profile): the
-restored label maps of coarser scales carry more small spurious regions. The paper runs this on downsampled prediction maps; `downsample` does that
-with nearest-neighbour subsampling.
+restored label maps of coarser scales carry more small spurious regions. The paper runs this on
+downsampled prediction maps; `downsample` does that with nearest-neighbour subsampling.
 
 Speed (see `_regions`): one `cv2.connectedComponents` per class *present*, on that class's bounding box
 only, and one `bincount` for the region areas: ~0.2 ms CPU per 480x360 CamVid label map at the default
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from runespoor_edge.codec import VALID_SCALES
 
 DEFAULT_SMALL_REGION_AREA = 0.01   # fraction of the frame
 DEFAULT_TAIL_THRESHOLD = 0.01      # fraction of the frame (1 % on Cityscapes in the paper)
@@ -132,7 +134,6 @@ def small_region_mask(labels: np.ndarray, small_region_area: float = DEFAULT_SMA
 def parse_scale_thresholds(value) -> dict[int, float]:
     """Per-scale tail thresholds from a parameter string '2:0.05,4:0.06' or a profile's {scale: threshold}
     mapping -> {2: 0.05, 4: 0.06}; '' -> {}. Raises ValueError naming the bad entry."""
-    from runespoor_edge.codec import VALID_SCALES
     if isinstance(value, dict):
         items = list(value.items())
     else:

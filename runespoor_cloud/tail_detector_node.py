@@ -4,6 +4,7 @@ matched by capture stamp. The tail stage of the cloud chain (runespoor_cloud/cha
 from __future__ import annotations
 
 import collections
+import sys
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -13,6 +14,7 @@ from runespoor_cloud.chain import CloudChain, TailSettings
 from runespoor_cloud.controller import load_profile, resolve_profile
 from runespoor_cloud.tail import (DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD,
                                   format_scale_thresholds, parse_scale_thresholds)
+from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
 from runespoor_common.imgconv import ImageEncodingError, image_to_labels
 from runespoor_common.node_main import run_node
@@ -64,10 +66,10 @@ class TailDetectorNode(Node):
         self.chain = CloudChain(tail=self._settings())  # this node runs the tail stage
         self.stats = NodeStats()
         self.infos: collections.OrderedDict = collections.OrderedDict()
-        self.pub = self.create_publisher(TailReport, 'runespoor/tail_report', RELIABLE_QOS)
-        self.create_subscription(EncodedFrame, 'runespoor/frame_info', self.on_info, RELIABLE_QOS)
+        self.pub = self.create_publisher(TailReport, graph.TAIL_REPORT, RELIABLE_QOS)
+        self.create_subscription(EncodedFrame, graph.FRAME_INFO, self.on_info, RELIABLE_QOS)
         if not direct:
-            self.create_subscription(Image, 'runespoor/segmentation/labels', self.on_labels, LABELS_IN_QOS)
+            self.create_subscription(Image, graph.SEG_LABELS, self.on_labels, LABELS_IN_QOS)
         attach(self, self.stats)
 
     def on_info(self, msg: EncodedFrame) -> None:
@@ -121,5 +123,4 @@ def main(args=None):
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

@@ -5,8 +5,10 @@ import collections
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from runespoor_common.graph import DIAGNOSTICS
+from runespoor_common.qos import RELIABLE_QOS
 
 
 class NodeStats:
@@ -51,10 +53,6 @@ class NodeStats:
 
 def attach(node, stats: NodeStats, period_s: float = 1.0):
     """Publish `stats` of `node` on /diagnostics every `period_s` (returns the timer)."""
-    # lazy: NodeStats is used without ROS (tests, offline tools)
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
-    from runespoor_common.qos import RELIABLE_QOS
     pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
 
     def tick():

@@ -10,6 +10,7 @@ Hand-written because cv_bridge is unavailable; this module imports message types
 from __future__ import annotations
 
 import numpy as np
+from sensor_msgs.msg import Image
 
 #: encoding -> (channels, numpy dtype)
 ENCODINGS: dict[str, tuple[int, np.dtype]] = {
@@ -89,7 +90,6 @@ def image_to_labels(msg) -> np.ndarray:
 
 
 def _make(arr: np.ndarray, encoding: str, header=None):
-    from sensor_msgs.msg import Image
     arr = np.ascontiguousarray(arr)
     msg = Image()
     if header is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
@@ -16,7 +17,6 @@ _TYPES = {'float': float, 'int': int, 'bool': bool, 'str': str}
 
 
 def _share() -> str:
-    from ament_index_python.packages import get_package_share_directory
     return get_package_share_directory(graph.PACKAGE)
 
 

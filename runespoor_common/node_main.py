@@ -8,6 +8,9 @@ import signal
 import sys
 from typing import Callable, Sequence
 
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
 
 def run_node(factory: Callable[[], object] | Sequence[Callable[[], object]], args=None,
              multithreaded: bool = False, num_threads: int | None = None,
@@ -23,12 +26,9 @@ def run_node(factory: Callable[[], object] | Sequence[Callable[[], object]], arg
     reason is logged, not a traceback.
     """
     # Network safety by default: discovery stays on this host unless the operator exported a range
-    # (a real robot-to-cloud deployment sets SUBNET or static peers explicitly). Set before rclpy is
-    # imported, hence the import below.
+    # (a real robot-to-cloud deployment sets SUBNET or static peers explicitly). rcl reads it when
+    # rclpy.init() creates the context, so setting it here, before init, is enough.
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-
     factories = list(factory) if isinstance(factory, Sequence) else [factory]
     rclpy.init(args=args if args is not None else sys.argv)
     # SIGTERM (what the runner and launch send on shutdown) stops spinning like SIGINT does.

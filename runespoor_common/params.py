@@ -41,6 +41,20 @@ def in_range(lo: float, hi: float) -> Check:
     return check
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def positive(v) -> Optional[str]:
+    """Check: a finite number > 0."""
+    return None if _finite(v) and v > 0 else f'must be a finite number > 0, got {v!r}'
+
+
+def non_negative(v) -> Optional[str]:
+    """Check: a finite number >= 0."""
+    return None if _finite(v) and v >= 0 else f'must be a finite number >= 0, got {v!r}'
+
+
 def validate(param: Param, value: Any) -> Optional[str]:
     """Return None when `value` is acceptable for `param`, else the reason."""
     if param.check is None:
@@ -54,6 +68,8 @@ def validate(param: Param, value: Any) -> Optional[str]:
 def declare(node, params: list[Param],
             on_change: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
     """Declare `params` on `node`; return their start-up values. Raises ParameterError on a bad one."""
+    # imported here, not at the top: the checks and parse_size serve offline commands (eval, bench)
+    # that must start without rclpy
     from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
     from rclpy.parameter import Parameter
 

@@ -6,7 +6,13 @@ falling back to ../shared/data and ../shared/models beside a source checkout whe
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+try:  # the ament index exists where ROS is sourced; a pip-mode install has none
+    from ament_index_python.packages import get_package_share_directory
+except ImportError:
+    get_package_share_directory = None
 
 _SRC_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,12 +27,12 @@ def share_dir() -> Path:
     src = source_root()
     if src is not None:
         return src
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory('runespoor'))
-    except Exception:  # not on AMENT_PREFIX_PATH: a pip-mode install into a prefix such as a venv
-        import sys
-        return Path(sys.prefix) / 'share' / 'runespoor'
+    if get_package_share_directory is not None:
+        try:
+            return Path(get_package_share_directory('runespoor'))
+        except Exception:  # not on AMENT_PREFIX_PATH: a pip-mode install into a prefix such as a venv
+            pass
+    return Path(sys.prefix) / 'share' / 'runespoor'
 
 
 def config_dir() -> Path:
@@ -45,24 +51,22 @@ def _shared() -> Path | None:
     return None
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
+def _locate(explicit, env: str, shared_name: str, what: str) -> Path:
+    """`explicit`, else $`env`, else ../shared/`shared_name` beside a source checkout."""
     if explicit:
         return Path(explicit)
-    if os.environ.get('RUNESPOOR_DATA'):
-        return Path(os.environ['RUNESPOOR_DATA'])
+    if os.environ.get(env):
+        return Path(os.environ[env])
     shared = _shared()
     if shared is not None:
-        return shared / 'data'
-    raise FileNotFoundError('no data root: pass --data-root or set RUNESPOOR_DATA')
+        return shared / shared_name
+    raise FileNotFoundError(f'no {what}: pass --{what.replace(" ", "-")} or set {env}')
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    return _locate(explicit, 'RUNESPOOR_DATA', 'data', 'data root')
 
 
 def model_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Third-party weights (ESPNet, CARN-M)."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get('RUNESPOOR_MODELS'):
-        return Path(os.environ['RUNESPOOR_MODELS'])
-    shared = _shared()
-    if shared is not None:
-        return shared / 'models'
-    raise FileNotFoundError('no model dir: pass --model-dir or set RUNESPOOR_MODELS')
+    return _locate(explicit, 'RUNESPOOR_MODELS', 'models', 'model dir')

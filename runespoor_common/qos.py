@@ -38,6 +38,12 @@ LABELS_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability
 #: best-effort publishers, never back-pressures them.
 OBSERVE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 
+#: The observer's profile for the small reliable topics (tail reports, link statistics): reliable + a deep
+#: queue, so a busy observer still gets every one of them (a demo's reaction times need every tail report;
+#: best effort lost the one that switched the knobs on a loaded machine).
+OBSERVE_RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                                  reliability=ReliabilityPolicy.RELIABLE)
+
 # ---------------------------------------------------------------------------- bags
 #: Message types the bag player publishes as images (SENSOR_QOS, or IMAGE_QOS when asked for reliable).
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage', 'runespoor/msg/EncodedFrame')

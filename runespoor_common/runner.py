@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 from runespoor_common import graph, paths, rosenv
 
 STOP_TIMEOUT_S = 10.0
@@ -200,7 +202,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_sets(items: list[str]) -> dict[str, dict]:
-    import yaml
     out: dict[str, dict] = {}
     for item in items:
         try:

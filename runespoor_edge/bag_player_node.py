@@ -7,39 +7,35 @@ come from runespoor_edge.bagio.BagPlayback; the replay runs in a thread while th
 """
 from __future__ import annotations
 
-import math
+import sys
 import threading
 import time
 
+import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 
 from runespoor_common import graph
-from runespoor_common.params import Param, declare
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, non_negative, positive
 from runespoor_common.qos import replay_qos
 from runespoor_edge import bagio
-
-
-def _positive(v):
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else f'must be > 0, got {v!r}'
-
-
-def _nonneg(v):
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else f'must be >= 0, got {v!r}'
 
 
 PARAMS = [
     Param('bag', '', 'rosbag2 folder to replay (required)', lambda v: None if v else 'must name a bag folder',
           read_only=True),
-    Param('rate', 1.0, 'replay rate factor (2.0 = twice as fast)', _positive, read_only=True),
+    Param('rate', 1.0, 'replay rate factor (2.0 = twice as fast)', positive, read_only=True),
     Param('loop', False, 'start again at the end', read_only=True),
-    Param('start_offset', 0.0, 'skip this much of the bag at the start [s]', _nonneg, read_only=True),
+    Param('start_offset', 0.0, 'skip this much of the bag at the start [s]', non_negative, read_only=True),
     Param('topics', [bagio.IMAGE_TOPIC, bagio.LABEL_TOPIC],
           'topics to replay (those absent from the bag are skipped); ["*"] = every topic', read_only=True),
     Param('restamp', False, 'map header stamps onto the current time (stamps advance across loops)',
           read_only=True),
     Param('wait_for_subscribers', 0, f'before starting, wait until {graph.CAMERA_IMAGE} has this many subscribers '
-          '(at most wait_timeout_s; other topics get 2 s more to catch up) [count]', _nonneg, read_only=True),
-    Param('wait_timeout_s', 30.0, 'longest wait for subscribers [s]', _nonneg, read_only=True),
+          '(at most wait_timeout_s; other topics get 2 s more to catch up) [count]', non_negative, read_only=True),
+    Param('wait_timeout_s', 30.0, 'longest wait for subscribers [s]', non_negative, read_only=True),
     Param('reliable', False, 'publish images reliable (IMAGE_QOS) instead of sensor-data QoS: no loss of '
           'multi-MB frames between processes, at the cost of back-pressure', read_only=True),
     Param('exit_when_done', False, 'shut the node down at the end of the bag (no loop)', read_only=True),
@@ -123,13 +119,10 @@ class BagPlayer(Node):
         finally:
             self.done.set()
             if self.p['exit_when_done'] and not self._stop.is_set():
-                import rclpy
                 rclpy.try_shutdown(context=self.context)
 
     def _flush(self, timeout_s: float = 5.0) -> None:
         """Let the last messages reach the subscribers before the process may exit."""
-        from rclpy.duration import Duration
-        from rclpy.qos import ReliabilityPolicy
         for pub in self.pubs.values():
             if pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
                 pub.wait_for_all_acked(Duration(seconds=timeout_s))
@@ -141,10 +134,8 @@ class BagPlayer(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(lambda: BagPlayer(), args)
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +33,16 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import cv2
 import numpy as np
+import yaml
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.base import Nodetype
+from tqdm import tqdm
+
+try:  # the ament index exists where ROS is sourced; a pip-mode install has none
+    from ament_index_python.packages import get_package_share_directory
+except ImportError:
+    get_package_share_directory = None
 
 from runespoor_common import datasets, graph
 from runespoor_common.datasets import CAMVID, CITYSCAPES, LABEL_FORMATS
@@ -51,15 +62,19 @@ class BagError(ValueError):
 # ======================================================================================== typestore
 def msg_dirs() -> list[Path]:
     """Folders holding the project's .msg files (source checkout first, then the installed share/)."""
-    import sys
     here = Path(__file__).resolve().parent.parent
     dirs = [here / 'runespoor_msgs' / 'msg', Path(sys.prefix) / 'share' / 'runespoor' / 'msg']
+    return [d for d in dirs + _ament_share('runespoor', 'msg') if d.is_dir()]
+
+
+def _ament_share(pkg: str, *parts: str) -> list[Path]:
+    """[share/<pkg>/<parts>] from the ament index, or [] where `pkg` is not on an ament prefix path."""
+    if get_package_share_directory is None:
+        return []
     try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory('runespoor')) / 'msg')
-    except Exception:  # not on an ament prefix path
-        pass
-    return [d for d in dirs if d.is_dir()]
+        return [Path(get_package_share_directory(pkg)).joinpath(*parts)]
+    except Exception:  # PackageNotFoundError, or no AMENT_PREFIX_PATH at all
+        return []
 
 
 _TYPESTORE = None
@@ -69,7 +84,6 @@ def typestore():
     """Kilted typestore + the project's own message types (runespoor/msg/*), built once."""
     global _TYPESTORE
     if _TYPESTORE is None:
-        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
         ts = get_typestore(Stores.ROS2_KILTED)
         dirs = msg_dirs()
         if dirs:
@@ -87,15 +101,8 @@ def ensure_type(msgtype: str) -> bool:
     ts = typestore()
     if msgtype in ts.types:
         return True
-    import sys
-    from rosbags.typesys import get_types_from_msg
     pkg, _, name = msgtype.split('/')
-    candidates = [Path(sys.prefix) / 'share' / pkg / 'msg' / f'{name}.msg']
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory(pkg)) / 'msg' / f'{name}.msg')
-    except Exception:
-        pass
+    candidates = [Path(sys.prefix) / 'share' / pkg / 'msg' / f'{name}.msg', *_ament_share(pkg, 'msg', f'{name}.msg')]
     for c in candidates:
         if c.is_file():
             types = get_types_from_msg(c.read_text(), msgtype)
@@ -106,7 +113,6 @@ def ensure_type(msgtype: str) -> bool:
 
 
 def _nested_types(msgtype: str) -> list[str]:
-    from rosbags.typesys.base import Nodetype
     out = []
     for _, (kind, detail) in typestore().fielddefs[msgtype][1]:
         if kind == Nodetype.NAME:
@@ -124,7 +130,6 @@ def message_class(msgtype: str):
 
 def has_header(msgtype: str) -> bool:
     """True when the first field of `msgtype` is a std_msgs/Header (its stamp then starts the CDR body)."""
-    from rosbags.typesys.base import Nodetype
     fields = typestore().fielddefs.get(msgtype, ([], []))[1]
     return bool(fields) and fields[0][1] == (Nodetype.NAME, 'std_msgs/msg/Header')
 
@@ -336,7 +341,6 @@ def image_msg(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
 
 
 def storage_plugin(storage: str):
-    from rosbags.rosbag2 import StoragePlugin
     if storage not in STORAGES:
         raise BagError(f'unknown storage {storage!r}; one of {", ".join(STORAGES)}')
     return StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
@@ -344,7 +348,6 @@ def storage_plugin(storage: str):
 
 def open_writer(out: Path, storage: str = 'mcap'):
     """A rosbags Writer for `out` (must not exist), rosbag2 metadata version 9."""
-    from rosbags.rosbag2 import Writer
     return Writer(out, version=9, storage_plugin=storage_plugin(storage))
 
 
@@ -371,7 +374,6 @@ def convert(fmt: str, input: str | os.PathLike, out: str | os.PathLike, split: s
 
     Written into a temporary folder beside `out` and renamed at the end, so `out` is complete or absent.
     """
-    from tqdm import tqdm
     if encoding not in ('rgb8', 'bgr8'):
         raise BagError(f'image encoding must be rgb8 or bgr8, got {encoding!r}')
     out = Path(out)
@@ -435,11 +437,9 @@ def convert(fmt: str, input: str | os.PathLike, out: str | os.PathLike, split: s
 
 # ======================================================================================== reading
 def open_reader(bag: str | os.PathLike):
-    from rosbags.rosbag2 import Reader
     bag = Path(bag)
     if not (bag / 'metadata.yaml').is_file():
         raise BagError(f'{bag} is not a rosbag2 folder (no metadata.yaml)')
-    from rosbags.rosbag2 import ReaderError
     try:
         reader = Reader(bag)
         reader.open()
@@ -448,10 +448,13 @@ def open_reader(bag: str | os.PathLike):
     return reader
 
 
+def _metadata(bag: str | os.PathLike) -> dict:
+    """The bag's metadata.yaml (rosbag2_bagfile_information)."""
+    return yaml.safe_load((Path(bag) / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+
+
 def custom_data(bag: str | os.PathLike) -> dict[str, str]:
-    import yaml
-    meta = yaml.safe_load((Path(bag) / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
-    return dict(meta.get('custom_data') or {})
+    return dict(_metadata(bag).get('custom_data') or {})
 
 
 def bag_summary(bag: str | os.PathLike) -> dict:
@@ -493,9 +496,7 @@ def bag_summary(bag: str | os.PathLike) -> dict:
 
 
 def _storage_of(bag: Path) -> str:
-    import yaml
-    meta = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
-    return meta.get('storage_identifier', '')
+    return _metadata(bag).get('storage_identifier', '')
 
 
 def format_info(info: dict) -> str:

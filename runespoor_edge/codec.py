@@ -52,6 +52,8 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 #: otherwise make OpenCV allocate ~1.2 GB and spend seconds decoding a 600-byte payload.
 MAX_DECODE_SIDE = 8192
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame (not DHT/JPG/DAC)
+#: cv2.IMREAD_COLOR_RGB (OpenCV >= 4.10) decodes straight to RGB; None on older OpenCV.
+_IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)
 
 
 def jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
@@ -84,10 +86,15 @@ def jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
 
 
 def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray,
-                expected_size: tuple[int, int] | None = None, max_side: int = MAX_DECODE_SIDE) -> np.ndarray:
+                expected_size: tuple[int, int] | None = None, max_side: int = MAX_DECODE_SIDE,
+                rgb_direct: bool = False) -> np.ndarray:
     """Decode JPEG bytes to RGB uint8 (H, W, 3). Raises CodecError for empty, corrupt or truncated data,
     and -- before decoding anything -- for a header size other than `expected_size` (w, h) or larger
-    than `max_side`."""
+    than `max_side`.
+
+    ``rgb_direct``: let OpenCV decode straight to RGB (saves the BGR -> RGB copy; the cloud chain's
+    optimised decode). Same checks, errors and pixels; on OpenCV < 4.10 (no IMREAD_COLOR_RGB) it is the
+    plain path."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
     if buf.size < 4:
         raise CodecError(f'JPEG payload of {buf.size} bytes is empty or truncated')
@@ -102,13 +109,14 @@ def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray,
         raise CodecError(f'JPEG header says {size[0]}x{size[1]}, expected {expected_size[0]}x{expected_size[1]}')
     if not (0 < size[0] <= max_side and 0 < size[1] <= max_side):
         raise CodecError(f'JPEG header size {size[0]}x{size[1]} is zero or over {max_side} px a side')
+    direct = rgb_direct and _IMREAD_RGB is not None
     try:
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        img = cv2.imdecode(buf, _IMREAD_RGB if direct else cv2.IMREAD_COLOR)
     except cv2.error as exc:  # OpenCV asserts on some corrupt headers instead of returning None
         raise CodecError(f'corrupt JPEG of {buf.size} bytes ({str(exc).strip().splitlines()[-1]})') from None
-    if bgr is None:
+    if img is None:
         raise CodecError(f'corrupt JPEG of {buf.size} bytes')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return img if direct else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def edge_encode(image: np.ndarray, scale: int, quality: int) -> bytes:

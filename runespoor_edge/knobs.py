@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from runespoor.msg import KnobConfig
+
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 
 #: no camera runs faster; a larger value is a corrupt or misconfigured KnobConfig [frames/s]
@@ -57,7 +59,7 @@ class KnobSettings:
         label = f' [{self.config_id}]' if self.config_id else ''
         return f'x{self.scale} q{self.jpeg_quality} {fr}{" tail" if self.tail_mode else ""}{label}'
 
-    # --- message translation (the message types are imported lazily: this module needs no ROS) ---
+    # --- message translation ---
     @classmethod
     def from_msg(cls, msg) -> 'KnobSettings':
         """Validated settings from a KnobConfig message (raises KnobError)."""
@@ -67,7 +69,6 @@ class KnobSettings:
 
     def to_msg(self, stamp=None):
         """KnobConfig message with these knobs (`stamp`: builtin_interfaces/Time, default zero)."""
-        from runespoor.msg import KnobConfig
         msg = KnobConfig(scale=int(self.scale), jpeg_quality=int(self.jpeg_quality),
                          frame_rate=float(self.frame_rate), tail_mode=bool(self.tail_mode),
                          bandwidth_kbps=float(self.bandwidth_kbps), config_id=self.config_id,

@@ -8,18 +8,16 @@ Foxglove and `ros2 bag` can open the result. The bag is finalized (metadata.yaml
 """
 from __future__ import annotations
 
-import math
+import sys
 from pathlib import Path
 
+import rclpy
 from rclpy.node import Node
 
-from runespoor_common.params import Param, declare
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, non_negative
 from runespoor_common.qos import record_qos
 from runespoor_edge import bagio
-
-
-def _nonneg(v):
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else f'must be >= 0, got {v!r}'
 
 
 PARAMS = [
@@ -28,8 +26,8 @@ PARAMS = [
     Param('topics', ['*'], 'topics to record; ["*"] = every topic that appears', read_only=True),
     Param('storage', 'mcap', 'mcap or sqlite3', lambda v: None if v in bagio.STORAGES else
           f'must be one of {list(bagio.STORAGES)}', read_only=True),
-    Param('duration_s', 0.0, 'stop after this long; 0 = until interrupted [s]', _nonneg, read_only=True),
-    Param('discovery_period_s', 0.5, 'how often new topics / publishers are looked for [s]', _nonneg,
+    Param('duration_s', 0.0, 'stop after this long; 0 = until interrupted [s]', non_negative, read_only=True),
+    Param('discovery_period_s', 0.5, 'how often new topics / publishers are looked for [s]', non_negative,
           read_only=True),
 ]
 
@@ -98,7 +96,6 @@ class BagRecorder(Node):
         self.counts[topic] += 1
 
     def _time_up(self) -> None:
-        import rclpy
         self.get_logger().info(f'{self.p["duration_s"]:g} s recorded; stopping')
         rclpy.try_shutdown(context=self.context)
 
@@ -116,10 +113,8 @@ class BagRecorder(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(lambda: BagRecorder(), args)
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

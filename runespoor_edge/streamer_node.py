@@ -13,32 +13,25 @@ way; each applied KnobConfig is mirrored into them so `ros2 param get` shows the
 """
 from __future__ import annotations
 
-import math
 import random
+import sys
 import time
 
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from runespoor.msg import EncodedFrame, KnobConfig, LinkStats
 from sensor_msgs.msg import Image
 
 from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
-from runespoor_common.params import Param, declare, in_range, one_of
+from runespoor_common.imgconv import ImageEncodingError, image_to_rgb
+from runespoor_common.node_main import run_node
+from runespoor_common.params import Param, declare, in_range, non_negative, one_of, positive
 from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
 from runespoor_edge.knobs import KnobError, KnobSettings
 from runespoor_edge.link import POLICIES, LinkError, Schedule, TokenBucketLink
 from runespoor_edge.streamer import Streamer
-
-
-def _finite_nonneg(v):
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else \
-        f'must be a finite number >= 0, got {v!r}'
-
-
-def _positive(v):
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else \
-        f'must be a finite number > 0, got {v!r}'
 
 
 def _schedule(v):
@@ -66,26 +59,26 @@ PARAMS = [
     Param('jpeg_quality', 75, f'JPEG quality {QUALITY_RANGE[0]}..{QUALITY_RANGE[1]} [OpenCV units]',
           in_range(*QUALITY_RANGE)),
     Param('frame_rate', 0.0, 'target frame rate, camera frames above it are skipped; 0 = every frame [frames/s]',
-          _finite_nonneg),
+          non_negative),
     Param('bandwidth_kbps', 10000.0, 'emulated uplink bandwidth when no schedule is set; 0 = unlimited [kbit/s]',
-          _finite_nonneg),
+          non_negative),
     Param('schedule', '', 'bandwidth schedule "t_s:kbps,..." from the first camera frame, e.g. '
           '"0:10000,5:5000,12:2000,19:10000"; empty = constant bandwidth_kbps', _schedule),
     Param('link_policy', 'delay', 'a frame the link cannot take now: "delay" (queue it) or "drop"',
           one_of(*POLICIES)),
     Param('burst_s', 0.0, 'bits an idle link may save up, in seconds of the current bandwidth; 0 = an exact '
-          'link (a frame of b bits takes b / bandwidth on the wire) [s]', _finite_nonneg),
+          'link (a frame of b bits takes b / bandwidth on the wire) [s]', non_negative),
     Param('max_queue', 3, 'frames that may wait behind the one on the wire (policy delay); when full the '
           'oldest waiting frame is dropped [frames]', _int_at_least(0)),
-    Param('max_queue_delay_s', 1.0, 'waiting frames older than this are dropped [s]', _positive),
+    Param('max_queue_delay_s', 1.0, 'waiting frames older than this are dropped [s]', positive),
     Param('knob_timeout_s', 0.0, 'fall back to the safe knobs when, after a first KnobConfig, none arrived '
           'and no runespoor/knobs publisher (controller) was present for this long; 0 = never [s]',
-          _finite_nonneg),
+          non_negative),
     Param('safe_scale', 4, 'safe-config scale (used after a knob timeout)', one_of(*VALID_SCALES)),
     Param('safe_jpeg_quality', 50, 'safe-config JPEG quality', in_range(*QUALITY_RANGE)),
-    Param('safe_frame_rate', 0.0, 'safe-config frame rate; 0 = every frame [frames/s]', _finite_nonneg),
-    Param('stats_period_s', 1.0, 'LinkStats period [s]', _positive, read_only=True),
-    Param('poll_period_s', 0.005, 'how often queued frames are checked against the bucket [s]', _positive,
+    Param('safe_frame_rate', 0.0, 'safe-config frame rate; 0 = every frame [frames/s]', non_negative),
+    Param('stats_period_s', 1.0, 'LinkStats period [s]', positive, read_only=True),
+    Param('poll_period_s', 0.005, 'how often queued frames are checked against the bucket [s]', positive,
           read_only=True),
 ]
 
@@ -129,7 +122,6 @@ class EdgeStreamer(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg):
-        from runespoor_common.imgconv import ImageEncodingError, image_to_rgb
         self.frames_in += 1
         try:
             rgb = image_to_rgb(msg)
@@ -162,7 +154,6 @@ class EdgeStreamer(Node):
         self._mirror_params(knobs)
 
     def _mirror_params(self, knobs: KnobSettings) -> None:
-        from rclpy.parameter import Parameter
         self._syncing = True
         try:
             self.set_parameters([Parameter('scale', value=int(knobs.scale)),
@@ -251,10 +242,8 @@ class EdgeStreamer(Node):
 
 
 def main(args=None):
-    from runespoor_common.node_main import run_node
     return run_node(lambda: EdgeStreamer(), args)
 
 
 if __name__ == '__main__':
-    import sys
     sys.exit(main())

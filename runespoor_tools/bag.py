@@ -14,8 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+from runespoor_common import paths, rosenv
 from runespoor_common.datasets import DatasetError
 from runespoor_edge import bagio
+
+# The ROS side (node_main, the player and recorder nodes) is imported by `play` and `record` only:
+# `convert` and `info` run without rclpy (test_imgconv.py::test_edge_logic_modules_do_not_import_rclpy).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +76,7 @@ def _ros_list(values) -> str:
 
 
 def _run_node(factory, params: dict) -> int:
-    from runespoor_common.node_main import run_node
+    from runespoor_common.node_main import run_node  # rclpy: see the note at the imports
     ros_args = ['runespoor', '--ros-args']
     for k, v in params.items():
         if isinstance(v, bool):
@@ -97,7 +101,6 @@ def _dispatch(args) -> int:
     if args.bag_command == 'convert':
         src = args.input
         if src is None:
-            from runespoor_common import paths
             root = paths.data_root(args.data_root)
             src = root / 'video' / 'solidWhiteRight.mp4' if args.format == 'video' else root / args.format
         info = bagio.convert(args.format, src, args.out, split=args.split, sequence=args.sequence,
@@ -111,10 +114,9 @@ def _dispatch(args) -> int:
         print(json.dumps(info, indent=2) if args.json else bagio.format_info(info))
         return 0
 
-    from runespoor_common import rosenv
     rosenv.apply_to_this_process(args.domain_id)
     if args.bag_command == 'play':
-        from runespoor_edge.bag_player_node import BagPlayer
+        from runespoor_edge.bag_player_node import BagPlayer  # rclpy: see the note at the imports
         bagio.BagPlayback(args.bag, None if args.topics == ['*'] else args.topics, rate=args.rate,
                           start_offset=args.start_offset)  # validate before starting ROS
         return _run_node(BagPlayer, {'bag': str(args.bag), 'rate': float(args.rate), 'loop': args.loop,
@@ -123,7 +125,7 @@ def _dispatch(args) -> int:
                                      'wait_for_subscribers': args.wait_subscribers,
                                      'exit_when_done': not args.loop})
     if args.bag_command == 'record':
-        from runespoor_edge.recorder_node import BagRecorder
+        from runespoor_edge.recorder_node import BagRecorder  # rclpy: see the note at the imports
         if args.out.exists():
             raise bagio.BagError(f'{args.out} exists already; choose a new folder')
         return _run_node(BagRecorder, {'out': str(args.out), 'topics': args.topics, 'storage': args.storage,

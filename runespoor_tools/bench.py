@@ -28,18 +28,27 @@ import platform
 import statistics
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
+import torch
 
-# torch and the models (restore, segmentation, chain) are imported where they are used:
-# `runespoor bench --help` and `--markdown` need none of them,
-# and importing torch takes seconds on the 2-core machine.
-
-from runespoor_common import stats
+from runespoor_cloud.chain import CloudChain, compare_outputs
+from runespoor_cloud.inference import (ABLATION, COMPILED, EXACT, OPTIMIZED, TOLERANCE, available_cores,
+                                       configure_threads, cpu_has_native_bf16)
+from runespoor_cloud.metrics import psnr
+from runespoor_cloud.models import build
+from runespoor_cloud.restore import Restorer, weight_path
+from runespoor_cloud.segmentation import Segmenter
+from runespoor_cloud.tail import DEFAULT_DOWNSAMPLE, analyze
+from runespoor_common import paths, stats
+from runespoor_common.datasets import list_samples, load_image
 from runespoor_common.fileio import write_json_atomic
 from runespoor_common.params import parse_size
+from runespoor_edge.codec import decode_jpeg, edge_encode, edge_roundtrip
 
 SCHEMA = 'runespoor-bench/1'
 DEFAULT_SIZES = ((480, 360), (2048, 1024))
@@ -109,10 +118,6 @@ def busy_processes(patterns=BUSY_PATTERNS) -> list[str]:
 
 
 def machine_info(device: str, threads: int) -> dict:
-    import cv2
-    import torch
-
-    from runespoor_cloud.inference import available_cores, cpu_has_native_bf16
     info = {
         'cpu_model': _cpu_model(), 'logical_cpus': os.cpu_count(), 'cores_available': available_cores(),
         'torch_threads': torch.get_num_threads(), 'requested_threads': threads, 'opencv_threads': cv2.getNumThreads(),
@@ -127,7 +132,6 @@ def machine_info(device: str, threads: int) -> dict:
         info['gpu'] = torch.cuda.get_device_name(torch.device(device))
         info['cuda'] = torch.version.cuda
     try:
-        from importlib.metadata import version
         info['rclpy'] = version('ros-rclpy')
     except Exception:
         info['rclpy'] = None
@@ -148,10 +152,6 @@ def _parse_size(text: str) -> tuple[int, int]:
 def load_frames(size: tuple[int, int], data_root: str | None, count: int) -> tuple[list[np.ndarray], str]:
     """`count` RGB frames of `size`: CamVid val frames at 480x360, the Cityscapes frame at 2048x1024, a
     resized CamVid frame for other sizes; synthetic frames when the data set is absent (said in `source`)."""
-    import cv2
-
-    from runespoor_common import paths
-    from runespoor_common.datasets import list_samples, load_image
     w, h = size
     try:
         root = paths.data_root(data_root)
@@ -184,11 +184,6 @@ def make_restorer(methods: tuple[str, ...], scales: tuple[int, ...], device: str
     Trained weights are used where their file exists; otherwise a randomly initialised CARN-M of the right
     architecture and scale stands in (same cost, meaningless output), passed as the Restorer's `models`, and
     the note says so."""
-    import torch
-
-    from runespoor_common import paths
-    from runespoor_cloud.models import build
-    from runespoor_cloud.restore import Restorer, weight_path
     wdir = Path(weights_dir) if weights_dir else paths.weights_dir()
     out = {}
     for method in methods:
@@ -215,6 +210,8 @@ def make_restorer(methods: tuple[str, ...], scales: tuple[int, ...], device: str
 
 # --------------------------------------------------------------------------- sections
 class Bench:
+    """One benchmark run: a method per section (each returns its rows), and `run` for all of them."""
+
     def __init__(self, args):
         self.args = args
         self.quick = args.quick
@@ -227,7 +224,6 @@ class Bench:
 
     def sync(self):
         if self.device.startswith('cuda'):
-            import torch
             torch.cuda.synchronize()
 
     def reps_for(self, size, heavy=False) -> int:
@@ -241,7 +237,6 @@ class Bench:
 
     # ---- edge
     def edge(self, size, frames):
-        from runespoor_edge.codec import edge_encode
         qualities = (75,) if self.quick else (40, 75, 95)
         rows = []
         for scale in self.args.scales_all:
@@ -253,19 +248,16 @@ class Bench:
 
     # ---- decode
     def decode(self, size, frames):
-        from runespoor_edge.codec import decode_jpeg, edge_encode
-        from runespoor_cloud.chain import decode
         rows = []
         for scale in self.args.scales_all:
             data = [edge_encode(f, scale, 75) for f in frames]
-            for impl, fn in (('naive', decode_jpeg), ('optimized', lambda d: decode(d, rgb_direct=True))):
+            for impl, fn in (('naive', decode_jpeg), ('optimized', lambda d: decode_jpeg(d, rgb_direct=True))):
                 st = measure(lambda i: fn(data[i % len(data)]), max(self.reps, 10), 2)
                 rows.append({'size': _sz(size), 'scale': scale, 'quality': 75, 'impl': impl, **st})
         return rows
 
     # ---- restore
     def restore(self, size, frames, restorers, fast, chain_method):
-        from runespoor_edge.codec import edge_roundtrip
         rows = []
         w, h = size
         big = w * h > 1_000_000
@@ -299,10 +291,9 @@ class Bench:
 
     # ---- tail detector
     def tail(self, size, label_maps):
-        from runespoor_cloud import tail as tail_mod
         rows = []
-        for ds in (tail_mod.DEFAULT_DOWNSAMPLE, 1):
-            st = measure(lambda i: tail_mod.analyze(label_maps[i % len(label_maps)], downsample=ds),
+        for ds in (DEFAULT_DOWNSAMPLE, 1):
+            st = measure(lambda i: analyze(label_maps[i % len(label_maps)], downsample=ds),
                          max(self.reps * 10, 50), 3)
             lh, lw = label_maps[0][::ds, ::ds].shape
             rows.append({'size': _sz(size), 'downsample': ds, 'analyzed_size': f'{lw}x{lh}', **st})
@@ -312,8 +303,6 @@ class Bench:
     def chain(self, size, frames, restorers, seg, configs, fast, fseg):
         """Naive and optimized chain per (method, scale), measured alternately frame by frame so that
         both see the same machine load (the ratio is then a fair one even on a shared machine)."""
-        from runespoor_edge.codec import edge_encode
-        from runespoor_cloud.chain import CloudChain
         rows = []
         w, h = size
         big = w * h > 1_000_000
@@ -325,14 +314,7 @@ class Bench:
                 chains['naive'] = CloudChain(r, seg)
             chains['optimized'] = CloudChain(fast[method], fseg)
             heavy = 'naive' in chains and method != 'bilinear' or (big and method != 'bilinear')
-            n = self.reps_for(size, heavy=heavy)
-            times: dict[str, list] = {k: [] for k in chains}
-            for i in range(n + 1):
-                for impl, chain in chains.items():
-                    t0 = time.perf_counter()
-                    stages = chain(data[i % len(data)], scale, (w, h)).times_ms
-                    if i:  # round 0 is a warm-up
-                        times[impl].append(((time.perf_counter() - t0) * 1000.0, stages))
+            times = _round_robin(chains, data, scale, size, self.reps_for(size, heavy=heavy))
             for impl, chain in chains.items():
                 st = summarize([t for t, _ in times[impl]])
                 stage_med = {k: round(statistics.median(sg[k] for _, sg in times[impl]), 3)
@@ -350,10 +332,6 @@ class Bench:
         """Optimized vs naive chain on the same frames: label agreement, tail verdicts, restored PSNR, and
         the model's own noise floor: the agreement of the naive labels with the labels of the naive restored
         frame plus uniform +-1 grey-level noise (how stable the segmentation is at this size at all)."""
-        from runespoor_edge.codec import edge_encode, edge_roundtrip
-        from runespoor_cloud.chain import CloudChain, compare_outputs
-        from runespoor_cloud.inference import TOLERANCE
-        from runespoor_cloud.metrics import psnr
         rows = []
         w, h = size
         rng = np.random.default_rng(0)
@@ -391,9 +369,6 @@ class Bench:
     def ablation(self, size, frames, restorers, seg, configs):
         """Cumulative optimization steps on the whole chain, measured round-robin (one frame per step in
         turn) so that a change in the machine's load hits every step alike."""
-        from runespoor_cloud.chain import CloudChain
-        from runespoor_cloud.inference import ABLATION, COMPILED
-        from runespoor_edge.codec import edge_encode
         rows = []
         w, h = size
         steps = list(ABLATION) + ([] if self.args.no_compile else [('+inductor_compiled_segmentation', COMPILED)])
@@ -411,13 +386,7 @@ class Bench:
                 except Exception as exc:  # e.g. bf16 on a CPU without it, no compiler for inductor
                     errors[name] = f'{type(exc).__name__}: {exc}'
                     self.log(f'ablation {name}: {errors[name]}')
-            times: dict[str, list] = {n: [] for n in chains}
-            for i in range(self.reps + 1):
-                for name, chain in chains.items():
-                    t0 = time.perf_counter()
-                    stages = chain(data[i % len(data)], scale, (w, h)).times_ms
-                    if i:  # round 0 is a warm-up
-                        times[name].append(((time.perf_counter() - t0) * 1000.0, stages))
+            times = _round_robin(chains, data, scale, size, self.reps)
             base = None
             for name, opts in steps:
                 if name in errors:
@@ -439,10 +408,28 @@ class Bench:
 
     # ---- run everything
     def run(self) -> dict:
-        import torch
+        """Every section at every size, then transport and control, the ratios and the targets."""
+        args = self.args
+        fast_opts = EXACT if args.exact else OPTIMIZED
+        res = self._start(fast_opts)
+        with torch.inference_mode():
+            restorers = make_restorer(tuple(args.methods), tuple(args.scales), self.device, args.weights_dir)
+        res['config']['weights'] = {m: {str(s): n for s, n in notes.items()} for m, (_, notes) in restorers.items()}
+        fast = {m: r.with_options(fast_opts) for m, (r, _) in restorers.items()}
+        learned = [m for m in args.methods if m != 'bilinear']
+        chain_method = 'asr' if 'asr' in learned else (learned[0] if learned else 'bilinear')
+        for size in args.sizes:
+            self._measure_size(size, restorers, fast, fast_opts, chain_method)
+        if not args.no_ros:
+            res['transport'], res['control'] = self._ros_sections()
+        res['ratios'] = ratios(res, chain_method)
+        res['targets'] = targets(res, chain_method)
+        res['machine']['loadavg_end'] = list(os.getloadavg())
+        res['wall_s'] = round(time.perf_counter() - self.t_start, 1)
+        return res
 
-        from runespoor_cloud.inference import EXACT, OPTIMIZED, configure_threads
-        from runespoor_cloud.segmentation import Segmenter
+    def _start(self, fast_opts) -> dict:
+        """Thread settings, then the result's header: schema, machine, configuration, empty sections."""
         args = self.args
         threads = configure_threads(args.threads)
         res = self.results
@@ -451,56 +438,66 @@ class Bench:
         res['started'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
         res['machine'] = machine_info(self.device, threads)
         res['paper'] = PAPER
-        fast_opts = EXACT if args.exact else OPTIMIZED
         res['config'] = {'reps': self.reps, 'sizes': [_sz(s) for s in args.sizes], 'scales': list(args.scales),
                          'methods': list(args.methods), 'device': self.device, 'threads': threads,
                          'optimized_options': fast_opts.resolved(self.device).describe(), 'inputs': {},
                          'weights': {}}
         for key in ('edge', 'decode', 'restore', 'segmentation', 'tail', 'chain', 'fidelity', 'ablation'):
             res[key] = []
-        with torch.inference_mode():
-            restorers = make_restorer(tuple(args.methods), tuple(args.scales), self.device, args.weights_dir)
-        res['config']['weights'] = {m: {str(s): n for s, n in notes.items()} for m, (_, notes) in restorers.items()}
-        fast = {m: r.with_options(fast_opts) for m, (r, _) in restorers.items()}
-        learned = [m for m in args.methods if m != 'bilinear']
-        chain_method = 'asr' if 'asr' in learned else (learned[0] if learned else 'bilinear')
-        for size in args.sizes:
-            w, h = size
-            frames, src = load_frames(size, args.data_root, 2 if self.quick else 4)
-            res['config']['inputs'][_sz(size)] = src
-            self.log(f'{_sz(size)}: {src}')
-            res['edge'] += self.edge(size, frames)
-            res['decode'] += self.decode(size, frames)
-            res['restore'] += self.restore(size, frames, restorers, fast, chain_method)
-            dataset = 'cityscapes' if (w, h) == (2048, 1024) else 'camvid'
-            seg = Segmenter('espnet', dataset=dataset, device=self.device, model_dir=args.model_dir)
-            fseg = seg.with_options(fast_opts)
-            res['segmentation'] += self.segmentation(size, frames, seg, fseg)
-            label_maps = [seg.predict(f) for f in frames]
-            res['tail'] += self.tail(size, label_maps)
-            big = w * h > 1_000_000
-            chain_scales = [s for s in ((4,) if big and self.quick else (2, 4)) if s in args.scales] or \
-                [args.scales[0]]
-            configs = [(chain_method, s) for s in chain_scales]
-            if 'bilinear' in restorers:
-                configs += [('bilinear', s) for s in chain_scales]
-            res['chain'] += self.chain(size, frames, restorers, seg, configs, fast, fseg)
-            if not (big and self.quick):
-                res['fidelity'] += self.fidelity(size, frames[:2] if big else frames, restorers, seg, fast, fseg,
-                                                 [(chain_method, s) for s in chain_scales])
-            if not self.quick and not args.no_ablation and not big:
-                res['ablation'] += self.ablation(size, frames, restorers, seg,
-                                                 [(chain_method, s) for s in chain_scales])
-            del seg, fseg
-        if not args.no_ros:
-            from runespoor_tools import bench_ros
-            res['transport'] = bench_ros.transport(args, self.log)
-            res['control'] = bench_ros.control(args, self.log)
-        res['ratios'] = ratios(res, chain_method)
-        res['targets'] = targets(res, chain_method)
-        res['machine']['loadavg_end'] = list(os.getloadavg())
-        res['wall_s'] = round(time.perf_counter() - self.t_start, 1)
         return res
+
+    def _measure_size(self, size, restorers, fast, fast_opts, chain_method) -> None:
+        """The in-process sections at one frame size, appended to the result."""
+        args, res = self.args, self.results
+        w, h = size
+        frames, src = load_frames(size, args.data_root, 2 if self.quick else 4)
+        res['config']['inputs'][_sz(size)] = src
+        self.log(f'{_sz(size)}: {src}')
+        res['edge'] += self.edge(size, frames)
+        res['decode'] += self.decode(size, frames)
+        res['restore'] += self.restore(size, frames, restorers, fast, chain_method)
+        dataset = 'cityscapes' if (w, h) == (2048, 1024) else 'camvid'
+        seg = Segmenter('espnet', dataset=dataset, device=self.device, model_dir=args.model_dir)
+        fseg = seg.with_options(fast_opts)
+        res['segmentation'] += self.segmentation(size, frames, seg, fseg)
+        label_maps = [seg.predict(f) for f in frames]
+        res['tail'] += self.tail(size, label_maps)
+        big = w * h > 1_000_000
+        chain_scales = [s for s in ((4,) if big and self.quick else (2, 4)) if s in args.scales] or \
+            [args.scales[0]]
+        configs = [(chain_method, s) for s in chain_scales]
+        if 'bilinear' in restorers:
+            configs += [('bilinear', s) for s in chain_scales]
+        res['chain'] += self.chain(size, frames, restorers, seg, configs, fast, fseg)
+        if not (big and self.quick):
+            res['fidelity'] += self.fidelity(size, frames[:2] if big else frames, restorers, seg, fast, fseg,
+                                             [(chain_method, s) for s in chain_scales])
+        if not self.quick and not args.no_ablation and not big:
+            res['ablation'] += self.ablation(size, frames, restorers, seg,
+                                             [(chain_method, s) for s in chain_scales])
+
+    def _ros_sections(self) -> tuple[dict, dict]:
+        """Transport and control (each an error entry when ROS cannot run them)."""
+        try:
+            # imported here: `--no-ros` runs without rclpy, and a broken ROS install loses only these two
+            from runespoor_tools import bench_ros
+        except ImportError as exc:
+            error = {'error': f'{type(exc).__name__}: {exc}'}
+            return error, dict(error)
+        return bench_ros.transport(self.args, self.log), bench_ros.control(self.args, self.log)
+
+
+def _round_robin(chains: dict, data: list[bytes], scale: int, size, reps: int) -> dict[str, list]:
+    """{name: [(total ms, the chain's stage times), ...]} over `reps` rounds after one warm-up round; each
+    round runs every chain once on the same frame, so a change in the machine's load hits them alike."""
+    times: dict[str, list] = {name: [] for name in chains}
+    for i in range(reps + 1):
+        for name, chain in chains.items():
+            t0 = time.perf_counter()
+            stages = chain(data[i % len(data)], scale, tuple(size)).times_ms
+            if i:  # round 0 is a warm-up
+                times[name].append(((time.perf_counter() - t0) * 1000.0, stages))
+    return times
 
 
 def _sz(size) -> str:
@@ -579,100 +576,131 @@ def _fmt(v, nd=1):
     return str(v)
 
 
-def render_markdown(res: dict) -> str:
-    """Markdown tables of a bench.json (used for docs/performance.md)."""
+def _row(*cells) -> str:
+    return '| ' + ' | '.join(str(c) for c in cells) + ' |'
+
+
+def _table(title: str, columns: str, rows: list[str]) -> list[str]:
+    """A Markdown table under a bold title: `columns` is its header row; the rule matches it."""
+    return ['', title, '', columns, '|' + '---|' * columns.count(' | ') + '---|'] + rows
+
+
+def _md_machine(res: dict) -> list[str]:
     m = res['machine']
-    lines = [f"Machine: {m['cpu_model']}, {m['cores_available']} cores available, torch {m['torch']} "
-             f"({m['torch_threads']} threads, {m.get('torch_cpu_capability')}), device {m['device']}"
-             f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}; load average at start "
-             f"{', '.join(f'{x:.2f}' for x in m['loadavg_start'])}; other busy processes: "
-             f"{len(m.get('other_busy_processes', []))}; {'quick' if res['quick'] else 'full'} run, "
-             f"{res['config']['reps']} repetitions, {res.get('wall_s')} s.", '']
-    lines += ['**Cloud chain** (decode -> restore -> segment -> tail), per frame:', '',
-              '| size | method | scale | impl | median ms | p95 ms | frames/s | decode | restore | segment | tail |',
-              '|---|---|---|---|---|---|---|---|---|---|---|']
-    for r in res['chain']:
-        s = r['stages_median_ms']
-        lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['impl']} | {_fmt(r['median_ms'])} | "
-                     f"{_fmt(r['p95_ms'])} | {_fmt(r['fps'], 2)} | {_fmt(s['decode'], 2)} | {_fmt(s['restore'])} | "
-                     f"{_fmt(s['segment'])} | {_fmt(s['tail'], 2)} |")
-    if res.get('ablation'):
-        lines += ['', '**What each optimization bought** (cumulative, whole chain, steps measured round-robin):', '',
+    return [f"Machine: {m['cpu_model']}, {m['cores_available']} cores available, torch {m['torch']} "
+            f"({m['torch_threads']} threads, {m.get('torch_cpu_capability')}), device {m['device']}"
+            f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}; load average at start "
+            f"{', '.join(f'{x:.2f}' for x in m['loadavg_start'])}; other busy processes: "
+            f"{len(m.get('other_busy_processes', []))}; {'quick' if res['quick'] else 'full'} run, "
+            f"{res['config']['reps']} repetitions, {res.get('wall_s')} s."]
+
+
+def _md_chain(res: dict) -> list[str]:
+    rows = [_row(r['size'], r['method'], f"x{r['scale']}", r['impl'], _fmt(r['median_ms']), _fmt(r['p95_ms']),
+                 _fmt(r['fps'], 2), _fmt(s['decode'], 2), _fmt(s['restore']), _fmt(s['segment']),
+                 _fmt(s['tail'], 2))
+            for r in res['chain'] for s in [r['stages_median_ms']]]
+    return _table('**Cloud chain** (decode -> restore -> segment -> tail), per frame:',
+                  '| size | method | scale | impl | median ms | p95 ms | frames/s | decode | restore | segment '
+                  '| tail |', rows)
+
+
+def _md_ablation(res: dict) -> list[str]:
+    if not res.get('ablation'):
+        return []
+    rows = []
+    for r in res['ablation']:
+        if 'error' in r:
+            rows.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['step']} | {r['error']} | | | | | |")
+            continue
+        rows.append(_row(r['size'], r['method'], f"x{r['scale']}", r['step'], _fmt(r['median_ms']),
+                         _fmt(r['p95_ms']), _fmt(r['restore_median_ms']), _fmt(r['segment_median_ms']),
+                         _fmt(r['speedup_vs_naive'], 2), _fmt(r['first_call_ms'], 0)))
+    return _table('**What each optimization bought** (cumulative, whole chain, steps measured round-robin):',
                   '| size | method | scale | step | median ms | p95 ms | restore ms | segment ms | speed-up vs naive | '
-                  'first call ms |', '|---|---|---|---|---|---|---|---|---|---|']
-        for r in res['ablation']:
-            if 'error' in r:
-                lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['step']} | {r['error']} | | | | | |")
-                continue
-            lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['step']} | {_fmt(r['median_ms'])} | "
-                         f"{_fmt(r['p95_ms'])} | {_fmt(r['restore_median_ms'])} | {_fmt(r['segment_median_ms'])} | "
-                         f"{_fmt(r['speedup_vs_naive'], 2)} | {_fmt(r['first_call_ms'], 0)} |")
-    lines += ['', '**Fidelity of the optimized chain** (against the naive chain, same frames):', '',
-              '| size | method | scale | frames | label agreement (min) | model noise floor (min) | same tail verdict | '
-              'restored PSNR vs naive (min, dB) | within tolerance |', '|---|---|---|---|---|---|---|---|---|']
-    for r in res['fidelity']:
-        lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['frames']} | "
-                     f"{r['label_agreement_min']:.4f} | {_fmt(r.get('noise_floor_agreement_min'), 4)} | "
-                     f"{r['same_tail_verdict']} | {_fmt(r['restored_psnr_db_min'], 1)} | {r['within_tolerance']} |")
-    lines += ['', '**Restoration** (LR JPEG q75 decoded -> source size), per frame:', '',
-              '| size | method | scale | LR size | impl | median ms | p95 ms | weights |',
-              '|---|---|---|---|---|---|---|---|']
-    for r in res['restore']:
-        lines.append(f"| {r['size']} | {r['method']} | x{r['scale']} | {r['lr_size']} | {r['impl']} | "
-                     f"{_fmt(r['median_ms'])} | {_fmt(r['p95_ms'])} | {r['weights']} |")
-    lines += ['', '**Segmentation** (ESPNet p=2 q=8, frame -> labels):', '',
-              '| size | weights | impl | median ms | p95 ms |', '|---|---|---|---|---|']
-    for r in res['segmentation']:
-        lines.append(f"| {r['size']} | {r['dataset']} | {r['impl']} | {_fmt(r['median_ms'])} | {_fmt(r['p95_ms'])} |")
-    lines += ['', '**Tail detector**:', '', '| size | downsample | analyzed | median ms | p95 ms |',
-              '|---|---|---|---|---|']
-    for r in res['tail']:
-        lines.append(f"| {r['size']} | {r['downsample']} | {r['analyzed_size']} | {_fmt(r['median_ms'], 3)} | "
-                     f"{_fmt(r['p95_ms'], 3)} |")
-    lines += ['', '**Edge** (area downsample + JPEG encode):', '',
-              '| size | scale | quality | bytes | median ms | p95 ms |', '|---|---|---|---|---|---|']
-    for r in res['edge']:
-        lines.append(f"| {r['size']} | x{r['scale']} | {r['quality']} | {r['bytes']} | {_fmt(r['median_ms'], 2)} | "
-                     f"{_fmt(r['p95_ms'], 2)} |")
-    lines += ['', '**JPEG decode** (q75):', '', '| size | scale | impl | median ms | p95 ms |', '|---|---|---|---|---|']
-    for r in res['decode']:
-        lines.append(f"| {r['size']} | x{r['scale']} | {r['impl']} | {_fmt(r['median_ms'], 3)} | "
-                     f"{_fmt(r['p95_ms'], 3)} |")
+                  'first call ms |', rows)
+
+
+def _md_fidelity(res: dict) -> list[str]:
+    rows = [_row(r['size'], r['method'], f"x{r['scale']}", r['frames'], f"{r['label_agreement_min']:.4f}",
+                 _fmt(r.get('noise_floor_agreement_min'), 4), r['same_tail_verdict'],
+                 _fmt(r['restored_psnr_db_min'], 1), r['within_tolerance'])
+            for r in res['fidelity']]
+    return _table('**Fidelity of the optimized chain** (against the naive chain, same frames):',
+                  '| size | method | scale | frames | label agreement (min) | model noise floor (min) '
+                  '| same tail verdict | restored PSNR vs naive (min, dB) | within tolerance |', rows)
+
+
+def _md_components(res: dict) -> list[str]:
+    """Restoration, segmentation, tail detector, edge encode and JPEG decode, each on its own."""
+    restore = [_row(r['size'], r['method'], f"x{r['scale']}", r['lr_size'], r['impl'], _fmt(r['median_ms']),
+                    _fmt(r['p95_ms']), r['weights']) for r in res['restore']]
+    segment = [_row(r['size'], r['dataset'], r['impl'], _fmt(r['median_ms']), _fmt(r['p95_ms']))
+               for r in res['segmentation']]
+    tail = [_row(r['size'], r['downsample'], r['analyzed_size'], _fmt(r['median_ms'], 3), _fmt(r['p95_ms'], 3))
+            for r in res['tail']]
+    edge = [_row(r['size'], f"x{r['scale']}", r['quality'], r['bytes'], _fmt(r['median_ms'], 2),
+                 _fmt(r['p95_ms'], 2)) for r in res['edge']]
+    decode = [_row(r['size'], f"x{r['scale']}", r['impl'], _fmt(r['median_ms'], 3), _fmt(r['p95_ms'], 3))
+              for r in res['decode']]
+    return (_table('**Restoration** (LR JPEG q75 decoded -> source size), per frame:',
+                   '| size | method | scale | LR size | impl | median ms | p95 ms | weights |', restore)
+            + _table('**Segmentation** (ESPNet p=2 q=8, frame -> labels):',
+                     '| size | weights | impl | median ms | p95 ms |', segment)
+            + _table('**Tail detector**:', '| size | downsample | analyzed | median ms | p95 ms |', tail)
+            + _table('**Edge** (area downsample + JPEG encode):',
+                     '| size | scale | quality | bytes | median ms | p95 ms |', edge)
+            + _table('**JPEG decode** (q75):', '| size | scale | impl | median ms | p95 ms |', decode))
+
+
+def _md_transport(res: dict) -> list[str]:
     tr = res.get('transport')
     if isinstance(tr, dict) and tr.get('rows'):
-        lines += ['', f"**Transport** between two processes over DDS ({tr.get('rmw', '')}, loopback, one-way = pong "
-                  "arrival stamp - send stamp):", '',
-                  '| message | payload | bytes | QoS | one-way median ms | p95 ms | round trip median ms | lost |',
-                  '|---|---|---|---|---|---|---|---|']
-        for r in tr['rows']:
-            lines.append(f"| {r['message']} | {r['payload']} | {r['bytes']} | {r['qos']} | "
-                         f"{_fmt(r['one_way']['median_ms'], 2)} | "
-                         f"{_fmt(r['one_way']['p95_ms'], 2)} | {_fmt(r['round_trip']['median_ms'], 2)} | {r['lost']} |")
-    elif isinstance(tr, dict) and tr.get('error'):
-        lines += ['', f"Transport: not measured ({tr['error']})."]
+        rows = [_row(r['message'], r['payload'], r['bytes'], r['qos'], _fmt(r['one_way']['median_ms'], 2),
+                     _fmt(r['one_way']['p95_ms'], 2), _fmt(r['round_trip']['median_ms'], 2), r['lost'])
+                for r in tr['rows']]
+        return _table(f"**Transport** between two processes over DDS ({tr.get('rmw', '')}, loopback, one-way = pong "
+                      "arrival stamp - send stamp):",
+                      '| message | payload | bytes | QoS | one-way median ms | p95 ms | round trip median ms | lost |',
+                      rows)
+    if isinstance(tr, dict) and tr.get('error'):
+        return ['', f"Transport: not measured ({tr['error']})."]
+    return []
+
+
+def _md_control(res: dict) -> list[str]:
     ctl = res.get('control')
-    if isinstance(ctl, dict):
-        if ctl.get('reaction'):
-            rc, kn, ap = ctl['reaction'], ctl.get('controller') or {}, ctl.get('edge_apply') or {}
-            lines += ['', f"**CAC reaction** through the real nodes ({ctl.get('nodes')}; camera at "
-                      f"{ctl.get('camera_hz')} Hz; {rc['n']} switches):", '',
-                      '| span | median ms | p95 ms |', '|---|---|---|',
-                      f"| tail report -> controller publishes tail knobs | {_fmt(kn.get('median_ms'), 1)} | "
-                      f"{_fmt(kn.get('p95_ms'), 1)} |",
-                      f"| tail knobs -> first uplink frame with them | {_fmt(ap.get('median_ms'), 1)} | "
-                      f"{_fmt(ap.get('p95_ms'), 1)} |",
-                      f"| **tail report -> edge sends tail knobs** | {_fmt(rc['median_ms'], 1)} | "
-                      f"{_fmt(rc['p95_ms'], 1)} |"]
-        elif ctl.get('error'):
-            lines += ['', f"CAC reaction: not measured ({ctl['error']})."]
-    lines += ['', '**Ratios** (same run):', '', '| ratio | value |', '|---|---|']
-    for k, v in res.get('ratios', {}).items():
-        lines.append(f'| {k} | {v} |')
-    lines += ['', '**Targets**:', '', '| target | goal | measured | met | note |', '|---|---|---|---|---|']
-    for t in res.get('targets', []):
-        lines.append(f"| {t['target']} | {t['goal']} | {_fmt(t['measured'], 2)} | "
-                     f"{'-' if t['met'] is None else ('yes' if t['met'] else 'no')} | {t.get('note', '')} |")
-    return '\n'.join(lines) + '\n'
+    if not isinstance(ctl, dict):
+        return []
+    if ctl.get('reaction'):
+        rc, kn, ap = ctl['reaction'], ctl.get('controller') or {}, ctl.get('edge_apply') or {}
+        rows = [_row('tail report -> controller publishes tail knobs', _fmt(kn.get('median_ms'), 1),
+                     _fmt(kn.get('p95_ms'), 1)),
+                _row('tail knobs -> first uplink frame with them', _fmt(ap.get('median_ms'), 1),
+                     _fmt(ap.get('p95_ms'), 1)),
+                _row('**tail report -> edge sends tail knobs**', _fmt(rc['median_ms'], 1), _fmt(rc['p95_ms'], 1))]
+        return _table(f"**CAC reaction** through the real nodes ({ctl.get('nodes')}; camera at "
+                      f"{ctl.get('camera_hz')} Hz; {rc['n']} switches):", '| span | median ms | p95 ms |', rows)
+    if ctl.get('error'):
+        return ['', f"CAC reaction: not measured ({ctl['error']})."]
+    return []
+
+
+def _md_summary(res: dict) -> list[str]:
+    """The run's ratios and the targets, met or not."""
+    met = {None: '-', True: 'yes', False: 'no'}
+    return (_table('**Ratios** (same run):', '| ratio | value |',
+                   [_row(k, v) for k, v in res.get('ratios', {}).items()])
+            + _table('**Targets**:', '| target | goal | measured | met | note |',
+                     [_row(t['target'], t['goal'], _fmt(t['measured'], 2), met[t['met']], t.get('note', ''))
+                      for t in res.get('targets', [])]))
+
+
+def render_markdown(res: dict) -> str:
+    """Markdown tables of a bench.json (used for docs/performance.md)."""
+    sections = (_md_machine, _md_chain, _md_ablation, _md_fidelity, _md_components, _md_transport, _md_control,
+                _md_summary)
+    return '\n'.join(line for section in sections for line in section(res)) + '\n'
 
 
 # --------------------------------------------------------------------------- CLI
@@ -715,7 +743,6 @@ def run(args: argparse.Namespace) -> int:
         print(render_markdown(res), end='')
         return 0
     if args.device.startswith('cuda'):
-        import torch
         if not torch.cuda.is_available():
             print(f'runespoor bench: --device {args.device} but torch sees no CUDA device '
                   f'(torch {torch.__version__})', file=sys.stderr)

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,12 +20,25 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import cv2
 import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 
+from runespoor_cloud.chain import CloudChain
+from runespoor_cloud.controller import load_profile
+from runespoor_cloud.metrics import frame_miou
+from runespoor_cloud.restore import Restorer, weight_path
+from runespoor_cloud.segmentation import Segmenter
 from runespoor_common import graph, paths, rosenv
-from runespoor_tools import run_analysis as ra
 from runespoor_common.datasets import label_lut
+from runespoor_common.runner import Runner, parse_sets
 from runespoor_common.stats import summarize
+from runespoor_edge import bagio
+from runespoor_edge.codec import edge_roundtrip
+from runespoor_tools import run_analysis as ra
+from runespoor_tools.monitor import Monitor
 
 #: Recorded with every demo run: the whole graph but the restorer's frame_info (the uplink carries it).
 RECORD_TOPICS = [graph.absolute(t) for t in graph.TOPICS if t != graph.FRAME_INFO]
@@ -62,7 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------------------
 def ensure_bag(args) -> Path:
     """The bag to replay: --bag, or a cached conversion of the chosen sequence under runs/bags/."""
-    from runespoor_edge import bagio
     if args.bag is not None:
         if not Path(args.bag).exists():
             raise SystemExit(f'bag not found: {args.bag}')
@@ -85,7 +98,6 @@ def ensure_bag(args) -> Path:
 
 def restoration_methods(weights_dir: Path, dataset: str = 'camvid') -> str:
     """'2:asr,4:asr,...': ASR where its trained weights exist, else SR, else bilinear (said aloud)."""
-    from runespoor_cloud.restore import weight_path
     out = []
     for scale in (2, 4, 6, 8):
         method = next((m for m in ('asr', 'sr') if weight_path(weights_dir, dataset, m, scale).is_file()),
@@ -100,10 +112,6 @@ class MonitorThread:
     """The monitor node spinning in a thread of this process, in its own rclpy context."""
 
     def __init__(self):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from runespoor_tools.monitor import Monitor
         self.ctx = Context()
         rclpy.init(context=self.ctx)
         self.node = Monitor(context=self.ctx)
@@ -121,7 +129,6 @@ class MonitorThread:
         return self.node.count_publishers(topic)
 
     def close(self):
-        import rclpy
         self._stop.set()
         self.thread.join(timeout=5)
         self.node.destroy_node()
@@ -142,10 +149,68 @@ def wait_ready(mon: MonitorThread, topics: list[str], timeout: float, procs) -> 
     raise SystemExit(f'demo: nodes not up after {timeout:.0f} s (no publisher on {missing})')
 
 
-def run(args: argparse.Namespace) -> int:
-    from runespoor_common.runner import Runner, parse_sets
-    from runespoor_edge import bagio
+def make_runners(args, bag: Path, info: dict, sched_text: str, env: dict) -> tuple:
+    """The cloud, robot and replay roles as processes, with the demo's parameter defaults (under --set)."""
+    cloud_values = {'device': args.device}
+    if args.weights_dir:
+        cloud_values['weights_dir'] = args.weights_dir
+    methods = restoration_methods(Path(args.weights_dir) if args.weights_dir else paths.weights_dir())
+    print(f'demo: restoration per scale: {methods}')
+    sets = parse_sets(args.set)
+    warm = f'{info["width"]}x{info["height"]}'  # trace the models at the replay's size before it starts
+    for node, defaults in (('restorer', {'methods': methods, 'warmup_size': warm}),
+                           ('segmentation', {'warmup_size': warm}), ('bag_player', {'restamp': True})):
+        sets[node] = {**defaults, **sets.get(node, {})}
+    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets,
+                   single_process_cloud=args.cloud_process == 'single')
+    robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets)
+    replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets)
+    return cloud, robot, replay
 
+
+def start_recorder(run_dir: Path, env: dict) -> subprocess.Popen:
+    """`runespoor bag record` of RECORD_TOPICS into run_dir/recording, in a process group of its own."""
+    return subprocess.Popen(
+        [sys.executable, '-m', 'runespoor_tools.cli', 'bag', 'record', '--out', str(run_dir / 'recording'),
+         '--topics', *RECORD_TOPICS],
+        env=env, stdout=open(run_dir / 'recorder.log', 'w'), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_recorder(recorder: subprocess.Popen) -> None:
+    """SIGINT lets the recorder finalize the bag (metadata.yaml); SIGKILL when it does not within 20 s."""
+    if recorder.poll() is None:
+        os.killpg(recorder.pid, signal.SIGINT)
+        try:
+            recorder.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(recorder.pid, signal.SIGKILL)
+
+
+def print_progress(m, elapsed: float) -> None:
+    """One line of what the monitor has seen so far."""
+    with m.lock:
+        mode = 'tail' if (m.knobs and m.knobs[-1].tail_mode) else 'standard'
+        print(f'demo: t={elapsed:5.1f}s captured {len(m.captured):4d}  sent {len(m.sent):4d}  '
+              f'processed {len(m.pred):4d}  tail reports {sum(t.is_tail for t in m.tails):3d}'
+              f'/{len(m.tails):<4d} knobs {mode}', flush=True)
+
+
+def replay_for(duration: float, runners: list, mon: MonitorThread) -> None:
+    """Let the graph run for `duration` seconds of replay, printing progress every 2 s; stops the demo
+    when a node dies."""
+    t_replay = time.monotonic()
+    next_print = 0.0
+    while (elapsed := time.monotonic() - t_replay) < duration:
+        dead = {k: v for r in runners for k, v in r.poll().items()}
+        if dead:
+            raise SystemExit(f'demo: node(s) died during the run: {dead}')
+        if elapsed >= next_print:
+            print_progress(mon.node, elapsed)
+            next_print += 2.0
+        time.sleep(0.1)
+
+
+def run(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     bag = ensure_bag(args)
     info = bagio.bag_summary(bag)  # width, height, fps, frames, has_labels
@@ -162,24 +227,8 @@ def run(args: argparse.Namespace) -> int:
     print(f'demo: {info["frames"]} frames {info["width"]}x{info["height"]} @ {info["fps"]:.1f} fps, '
           f'schedule {sched_text} (kbit/s), {duration:.0f} s, ROS_DOMAIN_ID={domain}, run dir {run_dir}')
 
-    cloud_values = {'device': args.device}
-    if args.weights_dir:
-        cloud_values['weights_dir'] = args.weights_dir
-    methods = restoration_methods(Path(args.weights_dir) if args.weights_dir else paths.weights_dir())
-    print(f'demo: restoration per scale: {methods}')
-    sets = parse_sets(args.set)
-    warm = f'{info["width"]}x{info["height"]}'  # trace the models at the replay's size before it starts
-    for node, defaults in (('restorer', {'methods': methods, 'warmup_size': warm}),
-                           ('segmentation', {'warmup_size': warm}), ('bag_player', {'restamp': True})):
-        sets[node] = {**defaults, **sets.get(node, {})}
-    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets,
-                   single_process_cloud=args.cloud_process == 'single')
-    robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets)
-    replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets)
-    recorder = subprocess.Popen(
-        [sys.executable, '-m', 'runespoor_tools.cli', 'bag', 'record', '--out', str(run_dir / 'recording'),
-         '--topics', *RECORD_TOPICS],
-        env=env, stdout=open(run_dir / 'recorder.log', 'w'), stderr=subprocess.STDOUT, start_new_session=True)
+    cloud, robot, replay = make_runners(args, bag, info, sched_text, env)
+    recorder = start_recorder(run_dir, env)
     mon = MonitorThread()
     runners = [cloud, robot]
     try:
@@ -190,33 +239,13 @@ def run(args: argparse.Namespace) -> int:
         print(f'demo: robot and cloud up after {time.monotonic() - t_start:.1f} s; replaying {bag.name}')
         replay.start()
         runners.append(replay)
-        t_replay = time.monotonic()
-        next_print = 0.0
-        while (elapsed := time.monotonic() - t_replay) < duration:
-            dead = {k: v for r in runners for k, v in r.poll().items()}
-            if dead:
-                raise SystemExit(f'demo: node(s) died during the run: {dead}')
-            if elapsed >= next_print:
-                m = mon.node
-                with m.lock:
-                    mode = 'tail' if (m.knobs and m.knobs[-1].tail_mode) else 'standard'
-                    print(f'demo: t={elapsed:5.1f}s captured {len(m.captured):4d}  sent {len(m.sent):4d}  '
-                          f'processed {len(m.pred):4d}  tail reports {sum(t.is_tail for t in m.tails):3d}'
-                          f'/{len(m.tails):<4d} knobs {mode}', flush=True)
-                next_print += 2.0
-            time.sleep(0.1)
+        replay_for(duration, runners, mon)
         replay.stop()
         time.sleep(2.0)  # let the last frames drain through the cloud
     finally:
         for r in (replay, robot, cloud):
             r.stop()
-        if recorder.poll() is None:
-            import signal
-            os.killpg(recorder.pid, signal.SIGINT)
-            try:
-                recorder.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(recorder.pid, signal.SIGKILL)
+        stop_recorder(recorder)
         mon.close()
     print(f'demo: run finished after {time.monotonic() - t_start:.1f} s; analysing')
     summary = analyse(mon.node, run_dir, schedule, duration, info, args)
@@ -228,11 +257,91 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
-def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> dict:
-    from runespoor_cloud.metrics import frame_miou
-    from runespoor_cloud.restore import Restorer
-    from runespoor_cloud.segmentation import Segmenter
+class FrameScores:
+    """Per-frame mIoU of the live run and of HR inference on the evaluated frames (keys: capture stamps
+    in ns), against the labels where the bag has them, else against the HR predictions."""
 
+    def __init__(self, m, frames: list[int], info: dict, device: str):
+        dataset = info.get('dataset') if info.get('dataset') in ('camvid', 'cityscapes') else 'camvid'
+        self.seg = Segmenter(dataset=dataset, device=device)
+        self.ncls = len(self.seg.info.class_names)
+        self.have_gt = bool(m.gt) and info.get('labels') not in (None, 'none', 'unknown')
+        if self.have_gt:  # bags keep the data set's own label ids; map them to class ids (255 = ignore)
+            lut = label_lut(info['labels'])
+            m.gt = {k: lut[v] for k, v in m.gt.items()}
+        self.frames = frames
+        self.ref, self.hr_acc, self.live_acc, self.t_of = {}, {}, {}, {}
+        for k in frames:
+            hr_pred = self.seg.predict(m.images[k])
+            self.ref[k] = m.gt.get(k) if self.have_gt else hr_pred
+            if self.ref[k] is None:
+                continue
+            self.hr_acc[k] = frame_miou(hr_pred, self.ref[k], self.ncls)
+            self.live_acc[k] = frame_miou(m.pred[k], self.ref[k], self.ncls)
+            self.t_of[k] = k * 1e-9
+        self.keys = [k for k in frames if k in self.hr_acc]   # the frames with a reference
+
+    def per_second(self, acc: dict, t0: float, end: float) -> np.ndarray:
+        """Mean of `acc` per second of the run (over the evaluated frames)."""
+        return ra.per_second([self.t_of[k] for k in self.keys], [acc[k] for k in self.keys], t0, end)
+
+    def relative(self, sel: list[int], acc: dict) -> float | None:
+        """Mean frame mIoU of `acc` over `sel` / mean HR frame mIoU over the same frames."""
+        return (float(np.nanmean([acc[k] for k in sel]) / np.nanmean([self.hr_acc[k] for k in sel]))
+                if sel else None)
+
+
+def evaluated_frames(m, processed: list[int], most: int = 400) -> list[int]:
+    """The processed frames whose camera image was kept, thinned evenly to at most `most`."""
+    frames = [k for k in processed if k in m.images]
+    if len(frames) > most:
+        frames = frames[:: int(math.ceil(len(frames) / most))]
+    return frames
+
+
+def sent_kbps_per_second(sent, t0: float, secs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """kbit sent in each second of the run (by send time): all frames, and those sent with a tail config."""
+    sent_sec, sent_tail_sec = np.zeros_like(secs), np.zeros_like(secs)
+    for f in sent:
+        i = int(f.send_time - t0)
+        if 0 <= i < len(secs):
+            sent_sec[i] += f.nbytes * 8 / 1000
+            if f.tail_mode:
+                sent_tail_sec[i] += f.nbytes * 8 / 1000
+    return sent_sec, sent_tail_sec
+
+
+def draw_timeline(m, run_dir: Path, sc: FrameScores, curves: dict, sent, schedule, t0: float, end: float,
+                  info: dict) -> list[tuple[float, float]]:
+    """timeline.png (the paper's Fig. 12); returns the spans the tail config was in force."""
+    secs = np.arange(int(math.ceil(end)), dtype=float)
+    sent_sec, sent_tail_sec = sent_kbps_per_second(sent, t0, secs)
+    budget = np.array([next(k for t, k in reversed(schedule) if t <= s) for s in secs])
+    spans = ra.tail_spans(m.knobs, t0, end)
+    level_changes = [e.time - t0 for e in m.knobs if e.time >= t0 and e.reason.startswith('bandwidth')]
+    tails = [e.stamp - t0 for e in m.tails if e.is_tail]
+    ra.plot_timeline(run_dir / 'timeline.png', secs, curves, sent_sec, budget, spans, tails,
+                     f'Runespoor CAC on {info.get("name", "replay")}: accuracy vs '
+                     f'{"labels" if sc.have_gt else "HR predictions"}, relative to HR inference',
+                     level_changes=level_changes, sent_tail_kbps=sent_tail_sec)
+    return spans
+
+
+def relative_by_phase(sc: FrameScores, methods: dict, schedule, t0: float, end: float, by_stamp
+                      ) -> tuple[list[dict], dict]:
+    """Frame-level comparison: relative accuracy per schedule phase, and on the frames the edge sent with a
+    tail config."""
+    per_phase = []
+    for ph in ra.phases(schedule, end):
+        sel = [k for k in sc.keys if ph.start <= sc.t_of[k] - t0 < ph.end]
+        per_phase.append({'start_s': ph.start, 'end_s': ph.end, 'budget_kbps': ph.kbps, 'frames': len(sel),
+                          **{name: sc.relative(sel, acc) for name, acc in methods.items()}})
+    tail_sel = [k for k in sc.keys if getattr(by_stamp.get(k * 1e-9), 'tail_mode', False)]
+    tail_mode_frames = {'frames': len(tail_sel), **{name: sc.relative(tail_sel, acc) for name, acc in methods.items()}}
+    return per_phase, tail_mode_frames
+
+
+def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> dict:
     if not m.captured:
         raise SystemExit('demo: no camera frame was observed; nothing to analyse')
     # first capture stamp of the run: the edge's own frames count too (the monitor may join late)
@@ -243,71 +352,28 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
     by_stamp = ra.StampIndex(sent)   # capture stamp -> what the edge sent
 
     # accuracy of the live ASR+CAC run, of HR inference, and the offline baselines on the same frames
-    dataset = info.get('dataset') if info.get('dataset') in ('camvid', 'cityscapes') else 'camvid'
-    seg = Segmenter(dataset=dataset, device=args.device)
-    ncls = len(seg.info.class_names)
-    have_gt = bool(m.gt) and info.get('labels') not in (None, 'none', 'unknown')
-    if have_gt:  # bags keep the data set's own label ids; map them to class ids (255 = ignore)
-        lut = label_lut(info['labels'])
-        m.gt = {k: lut[v] for k, v in m.gt.items()}
-    frames = [k for k in processed if k in m.images]
-    if len(frames) > 400:
-        frames = frames[:: int(math.ceil(len(frames) / 400))]
-    ref, hr_acc, live_acc, t_of = {}, {}, {}, {}
-    for k in frames:
-        hr_pred = seg.predict(m.images[k])
-        ref[k] = m.gt.get(k) if have_gt else hr_pred
-        if ref[k] is None:
-            continue
-        hr_acc[k] = frame_miou(hr_pred, ref[k], ncls)
-        live_acc[k] = frame_miou(m.pred[k], ref[k], ncls)
-        t_of[k] = k * 1e-9
+    sc = FrameScores(m, evaluated_frames(m, processed), info, args.device)
     baselines = {}
     if not args.no_baselines:
-        baselines = offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, by_stamp)
-    secs = np.arange(int(math.ceil(end)), dtype=float)
-    keys = [k for k in frames if k in hr_acc]
-    hr_sec = ra.per_second([t_of[k] for k in keys], [hr_acc[k] for k in keys], t0, end)
-    curves = {'ASR+CAC': ra.per_second([t_of[k] for k in keys], [live_acc[k] for k in keys], t0, end) / hr_sec}
+        baselines = offline_baselines(m, sc.frames, sc.ref, schedule, t0, sc.seg, sc.ncls, args, by_stamp)
+    hr_sec = sc.per_second(sc.hr_acc, t0, end)
+    curves = {'ASR+CAC': sc.per_second(sc.live_acc, t0, end) / hr_sec}
     for name, acc in baselines.items():
-        curves[name] = ra.per_second([t_of[k] for k in keys], [acc[k] for k in keys], t0, end) / hr_sec
-    sent_sec, sent_tail_sec = np.zeros_like(secs), np.zeros_like(secs)
-    for f in sent:
-        i = int(f.send_time - t0)
-        if 0 <= i < len(secs):
-            sent_sec[i] += f.nbytes * 8 / 1000
-            if f.tail_mode:
-                sent_tail_sec[i] += f.nbytes * 8 / 1000
-    budget = np.array([next(k for t, k in reversed(schedule) if t <= s) for s in secs])
-    spans = ra.tail_spans(m.knobs, t0, end)
-    level_changes = [e.time - t0 for e in m.knobs if e.time >= t0 and e.reason.startswith('bandwidth')]
-    tails = [e.stamp - t0 for e in m.tails if e.is_tail]
-    ra.plot_timeline(run_dir / 'timeline.png', secs, curves, sent_sec, budget, spans, tails,
-                     f'Runespoor CAC on {info.get("name", "replay")}: accuracy vs '
-                     f'{"labels" if have_gt else "HR predictions"}, relative to HR inference',
-                     level_changes=level_changes, sent_tail_kbps=sent_tail_sec)
-    # frame-level comparison: per schedule phase, and on the frames the edge sent with a tail config
-    methods = {'ASR+CAC': live_acc, **baselines}
-    rel = lambda sel, acc: (float(np.nanmean([acc[k] for k in sel]) / np.nanmean([hr_acc[k] for k in sel]))  # noqa: E731
-                            if sel else None)
-    per_phase = []
-    for ph in ra.phases(schedule, end):
-        sel = [k for k in keys if ph.start <= t_of[k] - t0 < ph.end]
-        per_phase.append({'start_s': ph.start, 'end_s': ph.end, 'budget_kbps': ph.kbps, 'frames': len(sel),
-                          **{name: rel(sel, acc) for name, acc in methods.items()}})
-    tail_sel = [k for k in keys if getattr(by_stamp.get(k * 1e-9), 'tail_mode', False)]
-    tail_mode_frames = {'frames': len(tail_sel), **{name: rel(tail_sel, acc) for name, acc in methods.items()}}
+        curves[name] = sc.per_second(acc, t0, end) / hr_sec
+    spans = draw_timeline(m, run_dir, sc, curves, sent, schedule, t0, end, info)
+    per_phase, tail_mode_frames = relative_by_phase(sc, {'ASR+CAC': sc.live_acc, **baselines}, schedule, t0,
+                                                    end, by_stamp)
     write_overlay_video(m, run_dir / 'overlay.mp4', info['fps'])
 
     reaction = ra.reaction_times(m.tails, sent)
     latency = [m.pred_times[k] - k * 1e-9 for k in processed]
     proc_times = sorted(m.pred_times.values())
     cloud_fps = (len(proc_times) - 1) / (proc_times[-1] - proc_times[0]) if len(proc_times) > 1 else 0.0
-    mean = lambda d: float(np.nanmean(list(d.values()))) if d else None
+    mean = lambda d: float(np.nanmean(list(d.values()))) if d else None  # noqa: E731
     return {
         'source': info, 'schedule_kbps': schedule, 'duration_s': duration,
         'frames': {'captured': len(m.captured), 'sent': len(sent), 'processed': len(processed),
-                   'evaluated': len(keys)},
+                   'evaluated': len(sc.keys)},
         'kbps_per_phase': ra.kbps_per_phase(sent, schedule, t0, end),
         'tail_frames_flagged': sum(1 for e in m.tails if e.is_tail), 'tail_reports': len(m.tails),
         'knob_switches': len(m.knobs),
@@ -316,9 +382,9 @@ def analyse(m, run_dir: Path, schedule, duration: float, info: dict, args) -> di
         'cac_reaction_ms': summarize(reaction, scale=1000.0),     # s -> ms
         'end_to_end_latency_ms': summarize(latency, scale=1000.0),
         'cloud_fps': round(cloud_fps, 2),
-        'accuracy_reference': 'labels' if have_gt else 'HR predictions',
-        'frame_miou': {'ASR+CAC': mean(live_acc), 'HR': mean(hr_acc),
-                       **{k: mean({f: v[f] for f in keys}) for k, v in baselines.items()}},
+        'accuracy_reference': 'labels' if sc.have_gt else 'HR predictions',
+        'frame_miou': {'ASR+CAC': mean(sc.live_acc), 'HR': mean(sc.hr_acc),
+                       **{k: mean({f: v[f] for f in sc.keys}) for k, v in baselines.items()}},
         'relative_accuracy_mean': {k: float(np.nanmean(v)) for k, v in curves.items()},
         'relative_accuracy_per_phase': per_phase,
         'relative_accuracy_tail_mode_frames': tail_mode_frames,
@@ -344,11 +410,6 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, sent_by_sta
     standard config of the bandwidth level in force for it in the live run (no tail switching; see
     baseline_config), restored with ASR or bilinear, and segmented by the same model: the cloud chain
     (runespoor_cloud/chain.py) on the decoded frame."""
-    from runespoor_cloud.chain import CloudChain
-    from runespoor_cloud.controller import load_profile
-    from runespoor_cloud.metrics import frame_miou
-    from runespoor_cloud.restore import Restorer
-    from runespoor_edge.codec import edge_roundtrip
     profile = load_profile(paths.config_dir() / 'profiles' / f'{seg.info.name}.yaml')
     out = {'ASR only': {}, 'bilinear only': {}}
     chains = {}
@@ -376,7 +437,6 @@ def offline_baselines(m, frames, ref, schedule, t0, seg, ncls, args, sent_by_sta
 
 
 def write_overlay_video(m, path: Path, fps: float) -> None:
-    import cv2
     if not m.overlays:
         return
     h, w = m.overlays[0][1].shape[:2]

@@ -19,18 +19,26 @@ import argparse
 import hashlib
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
+from tqdm import tqdm
 
-# torch and the models (restore, segmentation, chain) are imported where they are used:
-# `runespoor eval --help` and the summaries need none of them,
-# and importing torch takes seconds on the 2-core machine.
-
+from runespoor_cloud import metrics as tm
+from runespoor_cloud.chain import CloudChain, TailSettings
+from runespoor_cloud.metrics import class_iou, confusion_matrix, miou, psnr, ssim
+from runespoor_cloud.models import ModelFileError
+from runespoor_cloud.restore import Restorer, weight_path
+from runespoor_cloud.segmentation import Segmenter
 from runespoor_common import fileio, params, paths
+from runespoor_common.datasets import DatasetError, get_info, list_samples, load_image, load_label
+from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES, edge_roundtrip
 
 ALL_METHODS = ('bilinear', 'sr', 'asr', 'cloudseg', 'hr')
 MODEL_METHODS = ('sr', 'asr', 'cloudseg')
@@ -89,7 +97,6 @@ def write_json_atomic(obj, path: Path) -> Path:
 
 def command_line(sub: str) -> str:
     """`runespoor <sub> ...` as this process was started (for provenance in outputs)."""
-    import shlex
     argv = sys.argv[1:]
     if argv and argv[0] == sub:
         argv = argv[1:]
@@ -127,8 +134,6 @@ def score_frame(hr: np.ndarray, label: np.ndarray, chain, method: str, scale: in
                 image_quality: bool = True) -> FrameScore:
     """One frame through edge encoding and the cloud chain (runespoor_cloud/chain.py: restore -> segment ->
     tail), scored against `label`. ``hr``: the original frame, not encoded, not restored."""
-    from runespoor_edge.codec import edge_roundtrip
-    from runespoor_cloud.metrics import confusion_matrix, psnr, ssim
     h, w = hr.shape[:2]
     t0 = time.perf_counter()
     if method == 'hr':
@@ -223,7 +228,6 @@ class Runner:
                  small_region_area: float = DEFAULT_SMALL_REGION_AREA,
                  tail_downsample: int = DEFAULT_TAIL_DOWNSAMPLE, cache_dir: Path | None = None,
                  size: tuple[int, int] | None = None):
-        from runespoor_cloud.segmentation import Segmenter
         self.size = tuple(size) if size else None   # (w, h) frames and labels are resized to, None = as stored
         self.dataset = dataset
         self.weights_dir = Path(weights_dir)
@@ -238,15 +242,12 @@ class Runner:
         self._hashes: dict[tuple[str, int], str] = {}
 
     def weight_file(self, method: str, scale: int) -> Path | None:
-        from runespoor_cloud.restore import weight_path
         if method in ('bilinear', 'hr') or scale == 1:
             return None
         return weight_path(self.weights_dir, self.dataset, method, scale)
 
     def restorer(self, method: str, scale: int):
         """The Restorer for (method, scale); raises ModelFileError / ValueError when it cannot load."""
-        from runespoor_cloud.chain import CloudChain, TailSettings
-        from runespoor_cloud.restore import Restorer
         key = (method, int(scale))
         if key not in self._restorers:
             if method == 'hr':
@@ -263,7 +264,6 @@ class Runner:
 
     def check(self, method: str, scale: int) -> str | None:
         """None when (method, scale) can run, else why not (missing or unloadable weights)."""
-        from runespoor_cloud.models import ModelFileError
         f = self.weight_file(method, scale)
         if f is not None and not f.is_file():
             return f'{method} x{scale}: weight file {_short(f)} is missing'
@@ -278,7 +278,6 @@ class Runner:
         key = config_key(self.dataset, 'bilinear' if cfg.scale == 1 and cfg.method != 'hr' else cfg.method,
                          cfg.scale, cfg.quality, self._hashes[(cfg.method, cfg.scale)], self.seg_hash,
                          self.small_region_area, self.tail_downsample, image_quality)
-        from runespoor_common.datasets import get_info
         if self.size is None:
             key += '-source'
         elif self.size != tuple(get_info(self.dataset).native_size):   # the default size has no suffix
@@ -288,9 +287,6 @@ class Runner:
     def run(self, samples, configs: list[Config], image_quality: bool = True, desc: str = 'eval',
             progress: bool = True) -> dict[Config, list[FrameScore]]:
         """Score every config on every sample (frames outer, so each frame is read once)."""
-        import cv2
-        from tqdm import tqdm
-        from runespoor_common.datasets import load_image, load_label
         caches = {c: self.cache_for(c, image_quality) for c in configs}
         keys = [FrameCache.frame_key(s.image_path) for s in samples]
         todo = [i for i, k in enumerate(keys) if any(caches[c].get(k) is None for c in configs)]
@@ -335,8 +331,6 @@ class Runner:
 def summarize(scores: dict[Config, list[FrameScore]], sequences: list[str], class_names: list[str],
               episode_length: int = 10) -> list[dict]:
     """metrics.json rows, one per config: overall and class-wise, tail set, frame-wise, image quality."""
-    from runespoor_cloud import metrics as tm
-    from runespoor_cloud.metrics import class_iou, miou
     hr_cfg = next((c for c in scores if c.method == 'hr'), None)
     if hr_cfg is None:
         raise EvalError('the tail metrics need the hr results')
@@ -419,13 +413,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def select_samples(dataset: str, root, split: str, every: int = 1, limit: int | None = None):
-    from runespoor_common.datasets import list_samples
     samples = list_samples(dataset, root, split)[::max(1, int(every))]
     return samples[:limit] if limit else samples
 
 
 def setup_runner(args) -> 'Runner':
-    import torch
     if args.threads:
         torch.set_num_threads(int(args.threads))
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -437,7 +429,6 @@ def setup_runner(args) -> 'Runner':
 
 def parse_size(text: str | None, dataset: str) -> tuple[int, int] | None:
     """--size: 'native' -> the data set's model size, 'source' -> None (as stored), 'WxH' -> (W, H)."""
-    from runespoor_common.datasets import get_info
     if text in (None, 'source'):
         return None
     try:
@@ -447,9 +438,6 @@ def parse_size(text: str | None, dataset: str) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runespoor_edge.codec import QUALITY_RANGE, VALID_SCALES
-    from runespoor_common.datasets import DatasetError, get_info
-    from runespoor_cloud.models import ModelFileError
     t_start = time.perf_counter()
     scales = parse_int_list(args.scales, '--scales')
     qualities = parse_int_list(args.jpeg_quality, '--jpeg-quality')

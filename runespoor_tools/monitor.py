@@ -15,9 +15,9 @@ from runespoor.msg import EncodedFrame, KnobConfig, LinkStats, TailReport
 from sensor_msgs.msg import Image
 
 from runespoor_common import graph
-from runespoor_tools import run_analysis as ra
 from runespoor_common.imgconv import image_to_labels, image_to_rgb
-from runespoor_common.qos import LATCHED_QOS, OBSERVE_QOS
+from runespoor_common.qos import LATCHED_QOS, OBSERVE_QOS, OBSERVE_RELIABLE_QOS
+from runespoor_tools import run_analysis as ra
 
 
 def stamp_s(stamp) -> float:
@@ -49,9 +49,9 @@ class Monitor(Node):
         self.create_subscription(EncodedFrame, graph.UPLINK, self._on_uplink, OBSERVE_QOS)
         self.create_subscription(Image, graph.SEG_LABELS, self._on_pred, OBSERVE_QOS)
         self.create_subscription(Image, graph.SEG_OVERLAY, self._on_overlay, OBSERVE_QOS)
-        self.create_subscription(TailReport, graph.TAIL_REPORT, self._on_tail, OBSERVE_QOS)
+        self.create_subscription(TailReport, graph.TAIL_REPORT, self._on_tail, OBSERVE_RELIABLE_QOS)
         self.create_subscription(KnobConfig, graph.KNOBS, self._on_knobs, LATCHED_QOS)
-        self.create_subscription(LinkStats, graph.LINK_STATS, self._on_link, OBSERVE_QOS)
+        self.create_subscription(LinkStats, graph.LINK_STATS, self._on_link, OBSERVE_RELIABLE_QOS)
 
     @staticmethod
     def now() -> float:

@@ -16,9 +16,14 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from runespoor_cloud.metrics import detection_scores, tail_frames
+from runespoor_tools.evaluate import command_line
 
 METHOD_ORDER = ('bilinear', 'sr', 'cloudseg', 'asr', 'hr')
 METHOD_LABEL = {'bilinear': 'Bilinear', 'sr': 'standard SR', 'cloudseg': 'CloudSeg', 'asr': 'ASR', 'hr': 'HR'}
@@ -92,6 +97,15 @@ class Results:
         present = {m for (m, _, _) in self.rows}
         return [m for m in METHOD_ORDER if m in present and (with_hr or m != 'hr')]
 
+    def at_quality(self, q: int, scales=None):
+        """(scale, method, row) of every method but HR evaluated at JPEG quality `q`, scale by scale, in
+        METHOD_ORDER (the rows of the per-scale tables)."""
+        for s in self.scales if scales is None else scales:
+            for m in self.methods(with_hr=False):
+                r = self.get(m, s, q)
+                if r is not None:
+                    yield s, m, r
+
 
 # --------------------------------------------------------------------------------------------------------
 # tables
@@ -124,11 +138,9 @@ def table_per_scale(res: Results, q: int) -> str:
     for s in res.scales:
         hr_tail = res.hr.get('tail_miou_by_scale', {}).get(f'x{s}-q{q}')
         lines.append(f'| x{s} | HR (on this set) | {_pct(hr_tail)} | 1.00 | {_pct(res.hr["miou"])} |')
-        for m in res.methods(with_hr=False):
-            r = res.get(m, s, q)
-            if r is not None:
-                lines.append(f'| x{s} | {METHOD_LABEL[m]} | {_pct(r["tail_miou"])} | '
-                             f'{_num(r["tail_miou_normalized"], ".3f")} | {_pct(r["miou"])} |')
+        for _, m, r in res.at_quality(q, [s]):
+            lines.append(f'| x{s} | {METHOD_LABEL[m]} | {_pct(r["tail_miou"])} | '
+                         f'{_num(r["tail_miou_normalized"], ".3f")} | {_pct(r["miou"])} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -136,12 +148,9 @@ def table_framewise(res: Results, q: int) -> str:
     lines = ['| scale | method | 90 % (p10 of episodes) | 99 % (p1) | mean | episodes |', '|---|---|---|---|---|---|']
     lines.append(f'| – | HR | {_pct(res.hr["frame_p90"])} | {_pct(res.hr["frame_p99"])} | '
                  f'{_pct(res.hr["frame_mean"])} | {res.hr.get("episodes", "–")} |')
-    for s in res.scales:
-        for m in res.methods(with_hr=False):
-            r = res.get(m, s, q)
-            if r is not None:
-                lines.append(f'| x{s} | {METHOD_LABEL[m]} | {_pct(r["frame_p90"])} | {_pct(r["frame_p99"])} | '
-                             f'{_pct(r["frame_mean"])} | {r.get("episodes", "–")} |')
+    for s, m, r in res.at_quality(q):
+        lines.append(f'| x{s} | {METHOD_LABEL[m]} | {_pct(r["frame_p90"])} | {_pct(r["frame_p99"])} | '
+                     f'{_pct(r["frame_mean"])} | {r.get("episodes", "–")} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -149,13 +158,10 @@ def table_overall(res: Results, q: int) -> str:
     lines = ['| scale | method | mIoU (%) | PSNR (dB) | SSIM | kB/frame | restore ms | segment ms |',
              '|---|---|---|---|---|---|---|---|']
     lines.append(f'| – | HR | {_pct(res.hr["miou"])} | – | – | – | – | {_num(res.hr.get("ms_segment"), ".0f")} |')
-    for s in res.scales:
-        for m in res.methods(with_hr=False):
-            r = res.get(m, s, q)
-            if r is not None:
-                lines.append(f'| x{s} | {METHOD_LABEL[m]} | {_pct(r["miou"])} | {_num(r["psnr"], ".2f")} | '
-                             f'{_num(r["ssim"], ".3f")} | {_num(r["kbytes_per_frame"], ".2f")} | '
-                             f'{_num(r.get("ms_restore"), ".0f")} | {_num(r.get("ms_segment"), ".0f")} |')
+    for s, m, r in res.at_quality(q):
+        lines.append(f'| x{s} | {METHOD_LABEL[m]} | {_pct(r["miou"])} | {_num(r["psnr"], ".2f")} | '
+                     f'{_num(r["ssim"], ".3f")} | {_num(r["kbytes_per_frame"], ".2f")} | '
+                     f'{_num(r.get("ms_restore"), ".0f")} | {_num(r.get("ms_segment"), ".0f")} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -178,25 +184,26 @@ def table_profile(p: dict) -> str:
 # figures
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
+# Figures are made as matplotlib Figure objects, not through pyplot: no global figure list to close and no
+# backend to choose (savefig renders PNG with Agg), so importing this module changes nothing for its caller.
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def fig_classwise(res: Results, scale: int, q: int, path: Path) -> Path | None:
     bil = res.get('bilinear', scale, q)
     if bil is None:
         return None
-    plt = _plt()
     methods = [m for m in res.methods(with_hr=False) if res.get(m, scale, q) is not None]
     hr_iou = res.hr['class_iou']
     # classes ordered by bilinear / HR (the tail first), as the tail set is chosen
     order = sorted(res.class_names, key=lambda c: (bil['class_iou'][c] or 0) / hr_iou[c] if hr_iou.get(c) else 9)
     x = np.arange(len(order))
     w = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(max(8, 0.8 * len(order) + 2), 4))
+    fig = Figure(figsize=(max(8, 0.8 * len(order) + 2), 4))
+    ax = fig.subplots()
     for i, m in enumerate(methods):
         r = res.get(m, scale, q)
         vals = [(r['class_iou'][c] or 0) / hr_iou[c] if hr_iou.get(c) else np.nan for c in order]
@@ -209,18 +216,15 @@ def fig_classwise(res: Results, scale: int, q: int, path: Path) -> Path | None:
     ax.set_title(f'Normalized class-wise IoU at x{scale}, JPEG q{q} ({res.dataset} {res.split}; * = tail class)')
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis='y', alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def fig_episodes(res: Results, scales: list[int], q: int, path: Path) -> Path | None:
     scales = [s for s in scales if res.get('bilinear', s, q) is not None]
     if not scales or not res.hr.get('episode_miou'):
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(scales), 4))
+    axes = fig.subplots(1, len(scales), squeeze=False)
     for ax, s in zip(axes[0], scales):
         for m in res.methods():
             r = res.get(m, s, q)
@@ -239,15 +243,12 @@ def fig_episodes(res: Results, scales: list[int], q: int, path: Path) -> Path | 
         ax.legend(fontsize=7)
     fig.suptitle(f'Frame-wise accuracy distribution ({res.dataset} {res.split}, '
                  f'{len(res.hr["episode_miou"])} episodes; dotted: mean)')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def fig_bandwidth(res: Results, path: Path, frame_rate: float | None = None) -> Path | None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     any_pts = False
     for m in ('bilinear', 'sr', 'asr'):
         pts = [(r['kbytes_per_frame'], r['miou'], s, q) for (mm, s, q), r in res.rows.items()
@@ -268,7 +269,6 @@ def fig_bandwidth(res: Results, path: Path, frame_rate: float | None = None) -> 
             if q == max(p[3] for p in pts):
                 ax.annotate(f'x{s}', (x, 100 * a), fontsize=7, xytext=(2, 2), textcoords='offset points')
     if not any_pts:
-        plt.close(fig)
         return None
     ax.axhline(100 * res.hr['miou'], color='k', ls='--', lw=0.8, label='HR (no compression)')
     ax.set_xscale('log')
@@ -277,25 +277,29 @@ def fig_bandwidth(res: Results, path: Path, frame_rate: float | None = None) -> 
     ax.set_title(f'Accuracy vs bandwidth, scales {res.scales} x JPEG q {res.qualities}')
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def _detector_input(res: Results, scale: int, q: int) -> tuple[str | None, np.ndarray, np.ndarray]:
+    """The best available method at (scale, q) (asr > sr > bilinear), its frame mIoUs (nan where a frame has
+    none) and small-region ratios; (None, empty, empty) when none was evaluated there."""
+    m = next((m for m in ('asr', 'sr', 'bilinear') if res.get(m, scale, q) is not None), None)
+    if m is None:
+        return None, np.empty(0), np.empty(0)
+    r = res.get(m, scale, q)
+    return (m, np.array([np.nan if v is None else v for v in r['frame_miou']], float),
+            np.array(r['small_region_ratio'], float))
 
 
 def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1, rule: str = 'below',
                    per_scale: dict | None = None) -> list[dict]:
     """Per scale: the detector (the scale's own threshold where `per_scale` has one) on the predictions of
     the best available method (asr > sr > bilinear)."""
-    from runespoor_cloud.metrics import detection_scores, tail_frames
     out = []
     for s in res.scales:
-        m = next((m for m in ('asr', 'sr', 'bilinear') if res.get(m, s, q) is not None), None)
+        m, acc, ratio = _detector_input(res, s, q)
         if m is None:
             continue
-        r = res.get(m, s, q)
-        acc = np.array([np.nan if v is None else v for v in r['frame_miou']], float)
-        ratio = np.array(r['small_region_ratio'], float)
         tail = tail_frames(acc, fraction)
         d = detection_scores(ratio, tail, (per_scale or {}).get(s, threshold), rule)
         ok = np.isfinite(acc) & np.isfinite(ratio)
@@ -307,19 +311,15 @@ def detection_rows(res: Results, q: int, threshold: float, fraction: float = 0.1
 
 def fig_detection(res: Results, q: int, threshold: float | None, path: Path, scale: int = 4, rule: str = 'below',
                   per_scale: dict | None = None) -> Path | None:
-    from runespoor_cloud.metrics import detection_scores, tail_frames
     s = scale if scale in res.scales else (res.scales[len(res.scales) // 2] if res.scales else None)
-    m = next((m for m in ('asr', 'sr', 'bilinear') if res.get(m, s, q) is not None), None)
+    m, acc, ratio = _detector_input(res, s, q)
     if m is None:
         return None
-    r = res.get(m, s, q)
-    acc = np.array([np.nan if v is None else v for v in r['frame_miou']], float)
-    ratio = np.array(r['small_region_ratio'], float)
     tail = tail_frames(acc)
     if threshold is not None:
         threshold = (per_scale or {}).get(s, threshold)
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    a1, a2 = fig.subplots(1, 2)
     a1.scatter(100 * ratio[~tail], 100 * acc[~tail], s=12, color='#1f77b4', label='other frames')
     a1.scatter(100 * ratio[tail], 100 * acc[tail], s=30, marker='x', color='#d62728', label='tail (worst 10 %)')
     if threshold is not None:
@@ -345,107 +345,141 @@ def fig_detection(res: Results, q: int, threshold: float | None, path: Path, sca
     a2.set_ylim(0, 1.05)
     a2.legend(fontsize=8, loc='center right')
     a2.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------------
 
 
-def command_line(sub: str) -> str:
-    from runespoor_tools.evaluate import command_line as cl
-    return cl(sub)
-
-
 def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: int | None = None,
                  title: str | None = None, name: str = 'report.md') -> Path:
+    """Write `name` (Markdown) and its figures into `out`; the figures are prefixed with the Markdown file's
+    stem unless it is report.md."""
     res = Results(evals)
     out.mkdir(parents=True, exist_ok=True)
     q = quality if quality is not None else (90 if 90 in res.qualities else max(res.qualities))
     prof = profiles[-1] if profiles else None
-    frame_rate = prof['frame_rate'] if prof else None
-    threshold = prof['threshold']['threshold'] if prof else None
-    rule = prof.get('rule', 'below') if prof else 'below'
-    per_scale = ({int(k): v['threshold'] for k, v in prof.get('scale_thresholds', {}).items()}
-                 if prof else {})
+    det = _Detector.of(prof)
     pre = '' if name == 'report.md' else Path(name).stem + '_'   # figures named after the Markdown file
-    figs = {
+    figs = _figures(res, q, det, out, pre)
+    md = (_intro(res, evals, q, title) + _accuracy_sections(res, q, figs) + _detection_section(res, q, prof, det)
+          + _figure_lines(figs['fig6'], 'Fig. 6', 'Fig. 6: left, frame mIoU against the small-region ratio (tail '
+                          f'frames as crosses); right, recall and precision of "ratio {det.sign} threshold" over '
+                          'thresholds.')
+          + (['## CAC profile', '', table_profile(prof)] if prof else [])
+          + _provenance(evals, profiles, out, name))
+    path = out / name
+    path.write_text('\n'.join(md))
+    return path
+
+
+@dataclass(frozen=True)
+class _Detector:
+    """The tail detector a profile file fitted (none without one): threshold, rule, per-scale thresholds."""
+    threshold: float | None = None
+    rule: str = 'below'
+    per_scale: dict = field(default_factory=dict)
+    frame_rate: float | None = None
+
+    @classmethod
+    def of(cls, prof: dict | None) -> '_Detector':
+        if not prof:
+            return cls()
+        return cls(prof['threshold']['threshold'], prof.get('rule', 'below'),
+                   {int(k): v['threshold'] for k, v in prof.get('scale_thresholds', {}).items()}, prof['frame_rate'])
+
+    @property
+    def sign(self) -> str:
+        return '<' if self.rule == 'below' else '>'
+
+
+def _figures(res: Results, q: int, det: _Detector, out: Path, pre: str) -> dict[str, Path | None]:
+    return {
         'fig7': fig_classwise(res, 4 if 4 in res.scales else res.scales[0], q, out / f'{pre}fig7_classwise_x4.png'),
         'fig10': fig_episodes(res, [s for s in (4, 6) if s in res.scales] or res.scales[:2], q,
                               out / f'{pre}fig10_episodes.png'),
-        'fig11': fig_bandwidth(res, out / f'{pre}fig11_accuracy_bandwidth.png', frame_rate),
-        'fig6': fig_detection(res, q, threshold, out / f'{pre}fig6_tail_detection.png', rule=rule,
-                              per_scale=per_scale),
+        'fig11': fig_bandwidth(res, out / f'{pre}fig11_accuracy_bandwidth.png', det.frame_rate),
+        'fig6': fig_detection(res, q, det.threshold, out / f'{pre}fig6_tail_detection.png', rule=det.rule,
+                              per_scale=det.per_scale),
     }
-    s4 = 4 if 4 in res.scales else res.scales[0]
+
+
+def _figure_lines(path: Path | None, label: str, caption: str) -> list[str]:
+    """A figure and its caption, or nothing when the figure could not be drawn."""
+    return [f'![{label}]({path.name})', '', f'*{caption}*', ''] if path else []
+
+
+def _intro(res: Results, evals: list[dict], q: int, title: str | None) -> list[str]:
     md = [f'# {title or f"Runespoor results: {res.dataset} {res.split}"}', '',
           f'{res.hr["frames"]} frames of `{res.dataset}` `{res.split}`; tables at JPEG quality {q}. '
-          f'Segmentation: `{Path(evals[-1]["segmentation"]).name}` (frozen). Metrics as defined in DESIGN §2: '
-          'mIoU from the confusion matrix over the whole split; tail classes = the floor(K/2) classes with the '
+          f'Segmentation: `{Path(evals[-1]["segmentation"]).name}` (frozen). Metrics as defined in docs/design.md '
+          '§2: mIoU from the confusion matrix over the whole split; tail classes = the floor(K/2) classes with the '
           'lowest IoU(bilinear)/IoU(HR) at that scale; frame-wise figures over 10-frame episodes '
           '(90 % = 10th percentile, 99 % = 1st percentile).', '']
     if res.skipped:
         md += ['**Missing** (not evaluated; weights absent or unloadable when the eval ran):', '']
         md += [f'- {v}' for _, v in sorted(res.skipped.items())] + ['']
-    md += [f'## Table I — class-wise tail accuracy breakdown at x{s4}', '', table_classwise(res, s4, q)]
-    if figs['fig7']:
-        md += [f'![Fig. 7]({figs["fig7"].name})', '',
-               f'*Fig. 7: class-wise IoU normalised by HR at x{s4} (tail classes starred).*', '']
-    md += ['## Table II — overall and class-wise tail accuracy per scale', '', table_per_scale(res, q)]
-    md += ['## Table III — frame-wise tail accuracy (10-frame episodes)', '', table_framewise(res, q)]
-    if figs['fig10']:
-        md += [f'![Fig. 10]({figs["fig10"].name})', '', '*Fig. 10: distribution of episode mIoU; the 10 % '
-               'line marks the 90 % frame-wise tail accuracy.*', '']
-    md += ['## Table IV — overall accuracy and image quality', '', table_overall(res, q)]
-    if figs['fig11']:
-        md += [f'![Fig. 11]({figs["fig11"].name})', '',
-               f'*Fig. 11: mIoU against bandwidth (log axis) over every evaluated scale x JPEG quality; lines are '
-               f'each method\'s best accuracy within a bandwidth.*', '']
-    md += ['## Tail-frame detection (Fig. 6)', '']
-    if prof:
-        t = prof['threshold']
-        sign = '<' if rule == 'below' else '>'
-        how = ('' if t.get('method', 'regression') == 'regression' else
-               f'; the slope contradicts the rule, so the regression value {100 * t["regression_threshold"]:.3f} % '
-               f'would flag the wrong frames and the threshold is the tail-fraction quantile of the ratios instead')
-        md += [f'Threshold fitted by `runespoor profile` on `{prof["split"]}` (linear regression of the '
-               f'small-region ratio on frame mIoU, evaluated at the tail boundary mIoU '
-               f'{_pct(t["boundary_accuracy"])} %{how}): **{100 * t["threshold"]:.3f} %** '
-               f'(slope {t["slope"]:.4f}, R² {_num(t["r2"], ".3f")}), rule **ratio {sign} threshold** = tail frame'
-               + (' (the paper\'s rule).' if rule == 'below' else
-                  ' (chosen by the negative slope: the opposite of the paper\'s rule).')
-               + (' Per scale (same fit at each scale\'s reference-quality config): ' + ', '.join(
-                   f'x{k} {100 * v:.2f} %' for k, v in sorted(per_scale.items())) + '.' if per_scale else '')
-               + f' Detector: small regions < {100 * prof["small_region_area"]:.2f} % of the frame, label map '
-               f'subsampled x{prof["tail_downsample"]}.',
-               '', f'On `{res.split}` (tail = worst 10 % of frames at each scale'
-               + (', each scale with its own threshold' if per_scale else '') + '):', '',
-               '| scale | method | threshold | recall | precision | precision by chance | flagged / frames | '
-               'tail frames | corr(ratio, frame mIoU) |', '|---|---|---|---|---|---|---|---|---|']
-        for d in detection_rows(res, q, t['threshold'], rule=rule, per_scale=per_scale):
-            md.append(f'| x{d["scale"]} | {METHOD_LABEL[d["method"]]} | {100 * d["threshold"]:.2f} % | '
-                      f'{_num(d["recall"], ".2f")} | '
-                      f'{_num(d["precision"], ".2f")} | {d["tail"] / max(1, d["frames"]):.2f} | '
-                      f'{d["flagged"]} / {d["frames"]} | {d["tail"]} | {_num(d["corr"], "+.2f")} |')
-        md.append('')
-        if t['slope'] <= 0:
-            md += [f'**The fitted slope is negative**: on `{prof["split"]}` frames with more small regions have '
-                   'lower mIoU, the opposite of the paper\'s Cityscapes observation'
-                   + (', so the rule "ratio below the threshold = tail frame" cannot separate tail frames here '
-                      '(compare precision with the chance level).' if rule == 'below' else
-                      '; the profile therefore uses the inverted rule (ratio above the threshold = tail frame). '
-                      'The correlation is weak either way (see R²): compare precision with the chance level.'), '']
-    else:
-        md += ['_No profile file given: no fitted threshold (recall/precision curves only)._', '']
-    if figs['fig6']:
-        md += [f'![Fig. 6]({figs["fig6"].name})', '', '*Fig. 6: left, frame mIoU against the small-region ratio '
-               f'(tail frames as crosses); right, recall and precision of "ratio {"<" if rule == "below" else ">"} '
-               'threshold" over thresholds.*', '']
-    if prof:
-        md += ['## CAC profile', '', table_profile(prof)]
-    md += ['## How these results were produced', '', '```']
+    return md
+
+
+def _accuracy_sections(res: Results, q: int, figs: dict[str, Path | None]) -> list[str]:
+    """Tables I-IV with Figs. 7, 10 and 11."""
+    s4 = 4 if 4 in res.scales else res.scales[0]
+    return ([f'## Table I — class-wise tail accuracy breakdown at x{s4}', '', table_classwise(res, s4, q)]
+            + _figure_lines(figs['fig7'], 'Fig. 7',
+                            f'Fig. 7: class-wise IoU normalised by HR at x{s4} (tail classes starred).')
+            + ['## Table II — overall and class-wise tail accuracy per scale', '', table_per_scale(res, q)]
+            + ['## Table III — frame-wise tail accuracy (10-frame episodes)', '', table_framewise(res, q)]
+            + _figure_lines(figs['fig10'], 'Fig. 10', 'Fig. 10: distribution of episode mIoU; the 10 % line marks '
+                            'the 90 % frame-wise tail accuracy.')
+            + ['## Table IV — overall accuracy and image quality', '', table_overall(res, q)]
+            + _figure_lines(figs['fig11'], 'Fig. 11', 'Fig. 11: mIoU against bandwidth (log axis) over every '
+                            'evaluated scale x JPEG quality; lines are each method\'s best accuracy within a '
+                            'bandwidth.'))
+
+
+def _detection_section(res: Results, q: int, prof: dict | None, det: _Detector) -> list[str]:
+    """The fitted threshold and its recall/precision per scale (Fig. 6 follows it)."""
+    md = ['## Tail-frame detection (Fig. 6)', '']
+    if not prof:
+        return md + ['_No profile file given: no fitted threshold (recall/precision curves only)._', '']
+    t, rule, per_scale = prof['threshold'], det.rule, det.per_scale
+    how = ('' if t.get('method', 'regression') == 'regression' else
+           f'; the slope contradicts the rule, so the regression value {100 * t["regression_threshold"]:.3f} % '
+           f'would flag the wrong frames and the threshold is the tail-fraction quantile of the ratios instead')
+    md += [f'Threshold fitted by `runespoor profile` on `{prof["split"]}` (linear regression of the '
+           f'small-region ratio on frame mIoU, evaluated at the tail boundary mIoU '
+           f'{_pct(t["boundary_accuracy"])} %{how}): **{100 * t["threshold"]:.3f} %** '
+           f'(slope {t["slope"]:.4f}, R² {_num(t["r2"], ".3f")}), rule **ratio {det.sign} threshold** = tail frame'
+           + (' (the paper\'s rule).' if rule == 'below' else
+              ' (chosen by the negative slope: the opposite of the paper\'s rule).')
+           + (' Per scale (same fit at each scale\'s reference-quality config): ' + ', '.join(
+               f'x{k} {100 * v:.2f} %' for k, v in sorted(per_scale.items())) + '.' if per_scale else '')
+           + f' Detector: small regions < {100 * prof["small_region_area"]:.2f} % of the frame, label map '
+           f'subsampled x{prof["tail_downsample"]}.',
+           '', f'On `{res.split}` (tail = worst 10 % of frames at each scale'
+           + (', each scale with its own threshold' if per_scale else '') + '):', '',
+           '| scale | method | threshold | recall | precision | precision by chance | flagged / frames | '
+           'tail frames | corr(ratio, frame mIoU) |', '|---|---|---|---|---|---|---|---|---|']
+    for d in detection_rows(res, q, t['threshold'], rule=rule, per_scale=per_scale):
+        md.append(f'| x{d["scale"]} | {METHOD_LABEL[d["method"]]} | {100 * d["threshold"]:.2f} % | '
+                  f'{_num(d["recall"], ".2f")} | '
+                  f'{_num(d["precision"], ".2f")} | {d["tail"] / max(1, d["frames"]):.2f} | '
+                  f'{d["flagged"]} / {d["frames"]} | {d["tail"]} | {_num(d["corr"], "+.2f")} |')
+    md.append('')
+    if t['slope'] <= 0:
+        md += [f'**The fitted slope is negative**: on `{prof["split"]}` frames with more small regions have '
+               'lower mIoU, the opposite of the paper\'s Cityscapes observation'
+               + (', so the rule "ratio below the threshold = tail frame" cannot separate tail frames here '
+                  '(compare precision with the chance level).' if rule == 'below' else
+                  '; the profile therefore uses the inverted rule (ratio above the threshold = tail frame). '
+                  'The correlation is weak either way (see R²): compare precision with the chance level.'), '']
+    return md
+
+
+def _provenance(evals: list[dict], profiles: list[dict], out: Path, name: str) -> list[str]:
+    """The commands that produced the inputs and this report, and how long each input took."""
+    md = ['## How these results were produced', '', '```']
     md += [e.get('command') or f'(eval file {e["_file"]})' for e in evals]
     md += [p.get('command') or f'(profile file {p["_file"]})' for p in profiles]
     md += [command_line('report') if sys.argv[1:2] == ['report'] else
@@ -456,9 +490,7 @@ def build_report(evals: list[dict], profiles: list[dict], out: Path, quality: in
            'the frames were computed): ' + '; '.join(
                f'`{e["_file"]}` {e.get("seconds", 0):.0f} s ({e.get("device")}, threads {e.get("threads")})'
                for e in evals + profiles) + '.', '']
-    path = out / name
-    path.write_text('\n'.join(md))
-    return path
+    return md
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

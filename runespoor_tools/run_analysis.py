@@ -173,6 +173,8 @@ def plot_timeline(path, seconds: np.ndarray, curves: dict[str, np.ndarray], sent
     """The paper's Fig. 12: relative accuracy per second per method (top), the sent rate under the link
     budget (bottom); shaded: the periods the edge ran the tail config; ticks: frames the detector flagged;
     dotted lines: bandwidth-level changes of the controller."""
+    # imported here: selecting the Agg backend is process-wide, and the monitor and the tests import this
+    # module (for its dataclasses and statistics) without drawing anything
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -25,10 +25,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from runespoor_common import paths
 from runespoor_cloud.chain import CloudChain
-from runespoor_cloud.restore import Restorer
+from runespoor_cloud.frameset import FrameSet, random_patch
+from runespoor_cloud.losses import ASRLoss, CloudSegLoss, L1Loss
+from runespoor_cloud.metrics import class_iou, confusion_matrix, miou, psnr, ssim, tail_class_set, tail_miou
+from runespoor_cloud.models import (ModelFileError, atomic_save, build, load_state_strict, read_checkpoint,
+                                    save_checkpoint)
+from runespoor_cloud.models.carn import init_from_carn_m
+from runespoor_cloud.restore import Restorer, weight_path
+from runespoor_cloud.segmentation import Segmenter
+from runespoor_cloud.tail import small_region_mask
+from runespoor_common import paths
+from runespoor_common.datasets import list_samples
 
 METHODS = ('sr', 'asr', 'cloudseg')
 DEFAULT_OUT_ROOT = Path(os.environ.get('RUNESPOOR_TRAIN_DIR', '/tmp/runespoor_train'))
@@ -43,11 +53,9 @@ class TrainFrames:
 
     def __init__(self, dataset: str, root, split: str, scale: int, quality: int, need_masks: bool,
                  small_region_area: float, limit: int | None = None):
-        from runespoor_cloud.frameset import FrameSet
         self.frames = FrameSet(dataset, root, split, scale, quality, limit=limit, with_labels=need_masks)
         self.masks = []
         if need_masks:
-            from runespoor_cloud.tail import small_region_mask
             for lab in self.frames.labels:
                 if lab is None:
                     raise ValueError('ASR training needs labelled frames; a frame of the split has no label')
@@ -57,7 +65,6 @@ class TrainFrames:
         return len(self.frames)
 
     def batch(self, rng: np.random.Generator, batch_size: int, hr_patch: int):
-        from runespoor_cloud.frameset import random_patch
         fr = self.frames
         lrs, hrs, labs, masks = [], [], [], []
         for _ in range(batch_size):
@@ -85,14 +92,12 @@ def evaluate(restorer: Restorer | None, frames, segmenter=None, with_ssim: bool 
     `restorer`, segment with `segmenter`), scored: mean PSNR/SSIM against HR and, with a segmenter, the
     confusion matrix / mIoU of its labels. ``restorer=None`` scores HR itself (the segmentation upper
     bound)."""
-    from runespoor_cloud.metrics import confusion_matrix, miou, psnr, ssim
     chain = CloudChain(restorer, segmenter, tail=None)
     k = segmenter.num_classes if segmenter is not None else 0
     cm = np.zeros((k, k), np.int64)
     ps, ss = [], []
     it = range(len(frames))
     if progress:
-        from tqdm import tqdm
         it = tqdm(it, desc='eval', leave=False, mininterval=5)
     for i in it:
         hr = frames.hr[i]
@@ -120,8 +125,6 @@ def evaluate(restorer: Restorer | None, frames, segmenter=None, with_ssim: bool 
 
 def build_sr_model(arch: str, scale: int, init: str | None, model_dir=None):
     """Build `arch` for `scale`; `init` = 'carn_m' (the published CARN-M), a Runespoor checkpoint, or none."""
-    from runespoor_cloud.models import ModelFileError, build, load_state_strict, read_checkpoint
-    from runespoor_cloud.models.carn import init_from_carn_m
     model_args = {'scale': int(scale)}
     model = build(arch, **model_args)
     note = 'random initialisation'
@@ -153,7 +156,6 @@ def default_init(method: str, dataset: str, scale: int) -> str:
 
 
 def make_loss(method: str, segmenter, alpha: float, beta: float, cloudseg_kind: str = 'kl'):
-    from runespoor_cloud.losses import ASRLoss, CloudSegLoss, L1Loss
     if method == 'sr':
         return L1Loss()
     if method == 'asr':
@@ -194,7 +196,6 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, data: TrainFrames, rng
 
 def save_training_state(path: Path, model, model_args, optimizer, scheduler, step, args, best, history,
                         wall_s, rng):
-    from runespoor_cloud.models import save_checkpoint
     save_checkpoint(path, model, args.arch, model_args, step=step, optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), best=best, history=history, wall_s=wall_s,
                     rng=rng.bit_generator.state, config=_config(args))
@@ -209,7 +210,6 @@ def _config(args) -> dict:
 
 def export_weights(ckpt_path, dest, extra: dict | None = None) -> Path:
     """Write a training checkpoint's model as fp16 weights (+ provenance) for the restorer."""
-    from runespoor_cloud.models import atomic_save, read_checkpoint
     ckpt = read_checkpoint(ckpt_path)
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt['state_dict'].items()}
     out = {'arch': ckpt['arch'], 'model_args': ckpt['model_args'], 'state_dict': sd,
@@ -285,115 +285,145 @@ def _defaults(args) -> None:
 
 
 def _val_frames(args, scale: int):
-    from runespoor_cloud.frameset import FrameSet
-    n = len(__import__('runespoor_common.datasets', fromlist=['list_samples']).list_samples(
-        args.dataset, paths.data_root(args.data_root), 'val'))
+    n = len(list_samples(args.dataset, paths.data_root(args.data_root), 'val'))
     every = max(1, n // args.val_limit) if args.val_limit else 1
     return FrameSet(args.dataset, paths.data_root(args.data_root), 'val', scale, args.jpeg_quality,
                     limit=args.val_limit or None, every=every)
 
 
-def run_training(args) -> int:
-    from tqdm import tqdm
-    from runespoor_cloud.segmentation import Segmenter
-    _defaults(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    root = paths.data_root(args.data_root)
-    args.out.mkdir(parents=True, exist_ok=True)
-    last, best_path = args.out / 'last.pt', args.out / 'best.pt'
+class Training:
+    """One `runespoor train sr|asr|cloudseg` run, in named steps: set up (data, model, optimiser, resume),
+    validate the start, train with validation every --val-every steps and checkpoints, export the best."""
 
-    segmenter = Segmenter('espnet', dataset=args.dataset, device=args.device, model_dir=args.model_dir)
-    print(f'[train {args.method} x{args.scale}] loading {args.dataset} {args.train_split} + val frames '
-          f'(JPEG q{args.jpeg_quality})', flush=True)
-    data = TrainFrames(args.dataset, root, args.train_split, args.scale, args.jpeg_quality,
-                       need_masks=args.method == 'asr', small_region_area=args.small_region_area,
-                       limit=args.train_limit)
-    val = _val_frames(args, args.scale)
-    if args.method == 'asr':
-        frac = float(np.mean([m.mean() for m in data.masks]))
-        print(f'  detailed regions: {100 * frac:.1f}% of train pixels (small_region_area={args.small_region_area})')
+    def __init__(self, args):
+        self.args = args
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        self.rng = np.random.default_rng(args.seed)
+        args.out.mkdir(parents=True, exist_ok=True)
+        self.last, self.best_path = args.out / 'last.pt', args.out / 'best.pt'
+        self.segmenter = Segmenter('espnet', dataset=args.dataset, device=args.device, model_dir=args.model_dir)
+        self.data, self.val = self._load_frames()
+        self.model, self.model_args = self._build_model()
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=args.lr)
+        # cosine decay to 10 % of the learning rate over the run
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, args.steps)))))
+        self.loss_fn = make_loss(args.method, self.segmenter, args.alpha, args.beta, args.cloudseg_loss)
+        self.step, self.wall, self.best, self.history = 0, 0.0, None, []
+        self._resume()
+        self.key = 'psnr' if args.method == 'sr' else 'miou'
+        # the model being trained, served by a Restorer (reference path) as the restorer node would serve it
+        self.restorer = Restorer({args.scale: args.method}, device=args.device, models={args.scale: self.model})
 
-    init = args.init or default_init(args.method, args.dataset, args.scale)
-    model, model_args, note = build_sr_model(args.arch, args.scale, init, args.model_dir)
-    print(f'  model {args.arch} x{args.scale}: {sum(p.numel() for p in model.parameters())} params, {note}')
-    model.to(args.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.lr)
-    # cosine decay to 10 % of the learning rate over the run
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, args.steps)))))
-    loss_fn = make_loss(args.method, segmenter, args.alpha, args.beta, args.cloudseg_loss)
+    def _load_frames(self) -> tuple[TrainFrames, FrameSet]:
+        args = self.args
+        print(f'[train {args.method} x{args.scale}] loading {args.dataset} {args.train_split} + val frames '
+              f'(JPEG q{args.jpeg_quality})', flush=True)
+        data = TrainFrames(args.dataset, paths.data_root(args.data_root), args.train_split, args.scale,
+                           args.jpeg_quality, need_masks=args.method == 'asr',
+                           small_region_area=args.small_region_area, limit=args.train_limit)
+        val = _val_frames(args, args.scale)
+        if args.method == 'asr':
+            frac = float(np.mean([m.mean() for m in data.masks]))
+            print(f'  detailed regions: {100 * frac:.1f}% of train pixels (small_region_area={args.small_region_area})')
+        return data, val
 
-    step, wall, best, history = 0, 0.0, None, []
-    if args.resume and last.is_file():
-        from runespoor_cloud.models import load_state_strict, read_checkpoint
-        ck = read_checkpoint(last)
-        load_state_strict(model, ck['state_dict'], last)
-        optimizer.load_state_dict(ck['optimizer'])
-        scheduler.load_state_dict(ck['scheduler'])
-        step, wall, best, history = ck['step'], ck.get('wall_s', 0.0), ck.get('best'), ck.get('history', [])
+    def _build_model(self):
+        args = self.args
+        init = args.init or default_init(args.method, args.dataset, args.scale)
+        model, model_args, note = build_sr_model(args.arch, args.scale, init, args.model_dir)
+        print(f'  model {args.arch} x{args.scale}: {sum(p.numel() for p in model.parameters())} params, {note}')
+        model.to(args.device)
+        return model, model_args
+
+    def _resume(self) -> None:
+        """--resume: model, optimiser, scheduler, step, history and RNG from last.pt when it exists."""
+        if not self.args.resume:
+            return
+        if not self.last.is_file():
+            print(f'  --resume: no {self.last} yet, starting fresh')
+            return
+        ck = read_checkpoint(self.last)
+        load_state_strict(self.model, ck['state_dict'], self.last)
+        self.optimizer.load_state_dict(ck['optimizer'])
+        self.scheduler.load_state_dict(ck['scheduler'])
+        self.step, self.wall = ck['step'], ck.get('wall_s', 0.0)
+        self.best, self.history = ck.get('best'), ck.get('history', [])
         if ck.get('rng'):
-            rng.bit_generator.state = ck['rng']
-        print(f'  resumed from {last} at step {step}')
-    elif args.resume:
-        print(f'  --resume: no {last} yet, starting fresh')
+            self.rng.bit_generator.state = ck['rng']
+        print(f'  resumed from {self.last} at step {self.step}')
 
-    key = 'psnr' if args.method == 'sr' else 'miou'
+    def save(self, path: Path, step: int, wall: float) -> None:
+        save_training_state(path, self.model, self.model_args, self.optimizer, self.scheduler, step, self.args,
+                            self.best, self.history, wall, self.rng)
 
-    # the model being trained, served by a Restorer (reference path) as the restorer node would serve it
-    restorer = Restorer({args.scale: args.method}, device=args.device, models={args.scale: model})
-
-    def validate(step_now):
-        model.eval()
-        r = evaluate(restorer, val, segmenter)
+    def validate(self, step_now: int) -> dict:
+        self.model.eval()
+        r = evaluate(self.restorer, self.val, self.segmenter)
         r.pop('cm')
         r['step'] = step_now
         return r
 
-    if step == 0:
-        base = evaluate(Restorer({args.scale: 'bilinear'}, device=args.device), val, segmenter)
-        start = validate(0)
-        print(f'  val ({len(val)} frames) bilinear: psnr {base["psnr"]:.2f} ssim {base["ssim"]:.4f} '
+    def validate_start(self) -> None:
+        """Step 0: bilinear and the initial model on val; the initial model is the first best.pt."""
+        args = self.args
+        base = evaluate(Restorer({args.scale: 'bilinear'}, device=args.device), self.val, self.segmenter)
+        start = self.validate(0)
+        print(f'  val ({len(self.val)} frames) bilinear: psnr {base["psnr"]:.2f} ssim {base["ssim"]:.4f} '
               f'miou {base["miou"]:.4f} | init: psnr {start["psnr"]:.2f} ssim {start["ssim"]:.4f} '
               f'miou {start["miou"]:.4f}', flush=True)
-        history.append({'step': 0, 'bilinear': {k: base[k] for k in ('psnr', 'ssim', 'miou')}, **start})
-        best = dict(start)
-        save_training_state(best_path, model, model_args, optimizer, scheduler, 0, args, best, history, 0.0, rng)
+        self.history.append({'step': 0, 'bilinear': {k: base[k] for k in ('psnr', 'ssim', 'miou')}, **start})
+        self.best = dict(start)
+        self.save(self.best_path, 0, 0.0)
 
-    bar = tqdm(total=args.steps, initial=step, desc=f'{args.method} x{args.scale}', dynamic_ncols=True,
-               mininterval=1 if sys.stderr.isatty() else 30)
-    while step < args.steps:
-        t0 = time.time()
-        n = min(args.val_every, args.steps - step)
-        step, mean_loss = train_one_epoch(model, loss_fn, optimizer, scheduler, data, rng, args, step, n, bar)
-        wall += time.time() - t0
-        r = validate(step)
-        r['train_loss'] = mean_loss
-        r['wall_s'] = wall
-        history.append(r)
-        improved = best is None or r[key] > best[key]
-        bar.write(f'  step {step}: loss {mean_loss:.4f} | val psnr {r["psnr"]:.2f} ssim {r["ssim"]:.4f} '
-                  f'miou {r["miou"]:.4f}{"  (best)" if improved else ""} | {wall / 60:.1f} min')
-        if improved:
-            best = dict(r)
-            save_training_state(best_path, model, model_args, optimizer, scheduler, step, args, best, history,
-                                wall, rng)
-        save_training_state(last, model, model_args, optimizer, scheduler, step, args, best, history, wall, rng)
-    bar.close()
+    def train(self) -> None:
+        """Up to --steps, validating every --val-every steps; best.pt when val improves, last.pt always."""
+        args, key = self.args, self.key
+        bar = tqdm(total=args.steps, initial=self.step, desc=f'{args.method} x{args.scale}', dynamic_ncols=True,
+                   mininterval=1 if sys.stderr.isatty() else 30)
+        while self.step < args.steps:
+            t0 = time.time()
+            n = min(args.val_every, args.steps - self.step)
+            self.step, mean_loss = train_one_epoch(self.model, self.loss_fn, self.optimizer, self.scheduler,
+                                                   self.data, self.rng, args, self.step, n, bar)
+            self.wall += time.time() - t0
+            r = self.validate(self.step)
+            r['train_loss'] = mean_loss
+            r['wall_s'] = self.wall
+            self.history.append(r)
+            improved = self.best is None or r[key] > self.best[key]
+            bar.write(f'  step {self.step}: loss {mean_loss:.4f} | val psnr {r["psnr"]:.2f} ssim {r["ssim"]:.4f} '
+                      f'miou {r["miou"]:.4f}{"  (best)" if improved else ""} | {self.wall / 60:.1f} min')
+            if improved:
+                self.best = dict(r)
+                self.save(self.best_path, self.step, self.wall)
+            self.save(self.last, self.step, self.wall)
+        bar.close()
+
+    def export(self) -> None:
+        """The best checkpoint as the restorer's fp16 weights (--export), with its provenance."""
+        args = self.args
+        dest = export_weights(self.best_path, args.export, {
+            'method': args.method, 'dataset': args.dataset, 'scale': args.scale, 'val': self.best,
+            'total_steps': self.step, 'total_wall_s': self.wall, 'hardware': _hardware(torch.get_num_threads()),
+            'train_data': f'{args.dataset} {args.train_split} ({len(self.data)} frames), JPEG q{args.jpeg_quality}'})
+        print(f'  exported best (step {self.best["step"]}, {self.key} {self.best[self.key]:.4f}) to {dest}')
+
+
+def run_training(args) -> int:
+    _defaults(args)
+    training = Training(args)
+    if training.step == 0:
+        training.validate_start()
+    training.train()
     if not args.no_export:
-        dest = export_weights(best_path, args.export, {
-            'method': args.method, 'dataset': args.dataset, 'scale': args.scale, 'val': best,
-            'total_steps': step, 'total_wall_s': wall, 'hardware': _hardware(torch.get_num_threads()),
-            'train_data': f'{args.dataset} {args.train_split} ({len(data)} frames), JPEG q{args.jpeg_quality}'})
-        print(f'  exported best (step {best["step"]}, {key} {best[key]:.4f}) to {dest}')
+        training.export()
     return 0
 
 
 def run_export(args) -> int:
-    from runespoor_cloud.models import read_checkpoint
     if args.ckpt is None and args.out is None:
         raise SystemExit('runespoor train export: pass --ckpt FILE or --out FOLDER (its best.pt is exported)')
     src = args.ckpt or args.out / 'best.pt'
@@ -417,19 +447,7 @@ def run_export(args) -> int:
 # the val table
 
 
-def tail_classes(iou_bilinear: np.ndarray, iou_hr: np.ndarray) -> list[int]:
-    """DESIGN §2: the floor(K/2) classes with the lowest IoU(bilinear) / IoU(HR) (classes scored by both)."""
-    k = len(iou_hr)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        ratio = iou_bilinear / iou_hr
-    order = [int(i) for i in np.argsort(np.where(np.isnan(ratio), np.inf, ratio), kind='stable')]
-    return order[:k // 2]
-
-
 def run_table(args) -> int:
-    from runespoor_cloud.metrics import class_iou
-    from runespoor_cloud.restore import weight_path
-    from runespoor_cloud.segmentation import Segmenter
     if args.threads:
         torch.set_num_threads(args.threads)
     weights_dir = args.weights_dir or paths.weights_dir()
@@ -448,11 +466,11 @@ def run_table(args) -> int:
             if weight_path(weights_dir, args.dataset, m, scale).is_file():
                 r = Restorer({scale: m}, weights_dir, args.dataset, args.device)
                 res[m] = evaluate(r, val, seg, progress=True)
-        tail = tail_classes(class_iou(res['bilinear']['cm']), hr_iou)
-        hr_tail = float(np.nanmean(hr_iou[tail]))
+        tail = tail_class_set(class_iou(res['bilinear']['cm']), hr_iou)  # docs/design.md §2
+        hr_tail = tail_miou(hr_iou, tail)
         for m, r in res.items():
             iou = class_iou(r['cm'])
-            t = float(np.nanmean(iou[tail]))
+            t = tail_miou(iou, tail)
             rows.append({'method': m, 'scale': scale, 'miou': r['miou'], 'tail_miou': t,
                          'tail_miou_norm': t / hr_tail, 'psnr': r.get('psnr'), 'ssim': r.get('ssim'),
                          'kbytes_per_frame': float(np.mean(val.nbytes)) / 1000 if m != 'HR' else None,

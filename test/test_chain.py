@@ -1,17 +1,19 @@
 """runespoor_cloud.chain: the one cloud chain (decode -> restore -> segment -> tail) with the reference
 (PLAIN) and the optimised options; the straight-to-RGB decode is the codec's decode; stages run alone
 the way the nodes run them. No timing assertions."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from runespoor_cloud import inference as inf
-from runespoor_tools.bench import load_frames, make_restorer
-from runespoor_cloud.chain import CloudChain, TailSettings, compare_outputs, decode
+from runespoor_cloud.chain import CloudChain, TailSettings, compare_outputs
 from runespoor_cloud.metrics import psnr
 from runespoor_cloud.segmentation import Segmenter
 from runespoor_cloud.tail import analyze
 from runespoor_edge.codec import CodecError, decode_jpeg, edge_encode, edge_roundtrip
+from runespoor_tools.bench import load_frames, make_restorer
 
 torch.set_num_threads(1)
 
@@ -35,11 +37,13 @@ def restorer():
 
 def test_rgb_decode_is_the_codec_decode(frames):
     data = edge_encode(frames[0], 4, 75)
-    assert np.array_equal(decode(data, rgb_direct=True), decode_jpeg(data))
-    assert np.array_equal(decode(data, (120, 90), rgb_direct=True), decode_jpeg(data))
+    assert np.array_equal(decode_jpeg(data, rgb_direct=True), decode_jpeg(data))
+    assert np.array_equal(decode_jpeg(data, (120, 90), rgb_direct=True), decode_jpeg(data))
     for bad, size in ((data[: len(data) // 2], None), (data, (121, 90))):
-        with pytest.raises(CodecError):
-            decode(bad, size, rgb_direct=True)
+        with pytest.raises(CodecError) as plain:
+            decode_jpeg(bad, size)
+        with pytest.raises(CodecError, match=re.escape(str(plain.value))):
+            decode_jpeg(bad, size, rgb_direct=True)
 
 
 def test_plain_chain_is_the_stages_one_by_one(restorer, segmenter, frames):

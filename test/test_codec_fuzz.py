@@ -49,12 +49,16 @@ SEEDS = _seed_frames()
 def cloud_path(payload: bytes, source: tuple[int, int], scale: int) -> str:
     """What the restorer + segmentation + tail detector do with one payload; returns the outcome."""
     w, h = source
+    expected = (w // scale, h // scale)
     try:
-        lr = decode_jpeg(payload, expected_size=(w // scale, h // scale))
+        lr = decode_jpeg(payload, expected_size=expected)
     except CodecError as exc:
         assert str(exc)  # a specific reason, never empty
+        with pytest.raises(CodecError):  # the optimised decode rejects it too
+            decode_jpeg(payload, expected_size=expected, rgb_direct=True)
         return 'rejected'
     assert lr.dtype == np.uint8 and lr.shape == (h // scale, w // scale, 3)
+    assert np.array_equal(lr, decode_jpeg(payload, expected_size=expected, rgb_direct=True))
     hr = RESTORER.restore(lr, scale, source_size=(w, h))
     assert hr.dtype == np.uint8 and hr.shape == (h, w, 3)
     # a stand-in segmentation (the frozen network is not the subject here): 8 colour classes
@@ -142,7 +146,7 @@ def test_forged_huge_header_is_rejected_before_decoding(monkeypatch):
         raise AssertionError('the forged frame reached the JPEG decoder')
     with monkeypatch.context() as m:
         m.setattr(cv2, 'imdecode', no_decode)
-        for kwargs in ({}, {'expected_size': (48, 32)}):
+        for kwargs in ({}, {'expected_size': (48, 32)}, {'rgb_direct': True}):
             with pytest.raises(CodecError, match='20000x20000'):
                 decode_jpeg(data, **kwargs)
     # beyond OpenCV's own pixel limit it used to raise cv2.error (not CodecError), crashing the node

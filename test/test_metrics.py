@@ -1,4 +1,4 @@
-"""DESIGN §2 metrics against hand-computed values: confusion matrix, IoU, tail class set, episodes and their
+"""docs/design.md §2 metrics against hand-computed values: confusion matrix, IoU, tail class set, episodes and their
 percentiles, PSNR/SSIM on known images, tail frames and the tail-threshold fit."""
 import math
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rewrite the CMake files of the ROS 2 PyPI wheels so that they point at this Python (DESIGN §3).
+"""Rewrite the CMake files of the ROS 2 PyPI wheels so that they point at this Python (docs/design.md §3).
 
 The wheels' exported CMake files name the wheel builder's interpreter paths
 (/opt/python/cp311-cp311/...). Replace them with this interpreter's include dir and NumPy's include dir.

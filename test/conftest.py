@@ -114,3 +114,46 @@ def node_process():
     yield start
     for p in started:
         p.stop()
+
+
+# ---------------------------------------------------------------- models and frames shared by the chain tests
+# Session-scoped: loading ESPNet and the ASR x4 weights costs seconds, and test_chain / test_inference share
+# them. The imports are inside the fixtures so that tests which need no torch do not pay for it.
+@pytest.fixture(scope='session')
+def val_frames():
+    """Two CamVid val frames at 480x360 (RGB uint8), as the bench loads them."""
+    from runespoor_tools.bench import load_frames
+    f, src = load_frames((480, 360), None, 2)
+    assert src.startswith('camvid val'), src
+    return f
+
+
+@pytest.fixture(scope='session')
+def espnet_segmenter():
+    from runespoor_cloud.segmentation import Segmenter
+    return Segmenter('espnet', dataset='camvid')
+
+
+@pytest.fixture(scope='session')
+def asr4_restorer():
+    """The committed ASR x4 weights in a plain (reference-path) Restorer."""
+    from runespoor_tools.bench import make_restorer
+    return make_restorer(('asr',), (4,), 'cpu', None)['asr'][0]
+
+
+def write_two_level_profile(path: Path, frame_rate: float = 10.0) -> Path:
+    """A CAC profile with two levels whose tail configs differ from the standard ones (350 and 700 kbit/s)."""
+    path.write_text(TWO_LEVEL_PROFILE.format(frame_rate=frame_rate))
+    return path
+
+
+TWO_LEVEL_PROFILE = """dataset: camvid
+frame_rate: {frame_rate}
+levels:
+  - bandwidth_kbps: 350.0
+    standard: {{scale: 6, jpeg_quality: 90}}
+    tail: {{scale: 4, jpeg_quality: 70}}
+  - bandwidth_kbps: 700.0
+    standard: {{scale: 4, jpeg_quality: 90}}
+    tail: {{scale: 2, jpeg_quality: 60}}
+"""

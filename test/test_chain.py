@@ -10,33 +10,14 @@ import torch
 from runespoor_cloud import inference as inf
 from runespoor_cloud.chain import CloudChain, TailSettings, compare_outputs
 from runespoor_cloud.metrics import psnr
-from runespoor_cloud.segmentation import Segmenter
 from runespoor_cloud.tail import analyze
 from runespoor_edge.codec import CodecError, decode_jpeg, edge_encode, edge_roundtrip
-from runespoor_tools.bench import load_frames, make_restorer
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope='module')
-def frames():
-    f, src = load_frames((480, 360), None, 2)
-    assert src.startswith('camvid val'), src
-    return f
-
-
-@pytest.fixture(scope='module')
-def segmenter():
-    return Segmenter('espnet', dataset='camvid')
-
-
-@pytest.fixture(scope='module')
-def restorer():
-    return make_restorer(('asr',), (4,), 'cpu', None)['asr'][0]
-
-
-def test_rgb_decode_is_the_codec_decode(frames):
-    data = edge_encode(frames[0], 4, 75)
+def test_rgb_decode_is_the_codec_decode(val_frames):
+    data = edge_encode(val_frames[0], 4, 75)
     assert np.array_equal(decode_jpeg(data, rgb_direct=True), decode_jpeg(data))
     assert np.array_equal(decode_jpeg(data, (120, 90), rgb_direct=True), decode_jpeg(data))
     for bad, size in ((data[: len(data) // 2], None), (data, (121, 90))):
@@ -46,24 +27,24 @@ def test_rgb_decode_is_the_codec_decode(frames):
             decode_jpeg(bad, size, rgb_direct=True)
 
 
-def test_plain_chain_is_the_stages_one_by_one(restorer, segmenter, frames):
-    chain = CloudChain(restorer, segmenter)
-    data = edge_encode(frames[0], 4, 75)
+def test_plain_chain_is_the_stages_one_by_one(asr4_restorer, espnet_segmenter, val_frames):
+    chain = CloudChain(asr4_restorer, espnet_segmenter)
+    data = edge_encode(val_frames[0], 4, 75)
     res = chain(data, 4, (480, 360))
     lr = decode_jpeg(data)
-    rgb = restorer.restore(lr, 4, (480, 360))
-    labels = segmenter.predict(rgb)
+    rgb = asr4_restorer.restore(lr, 4, (480, 360))
+    labels = espnet_segmenter.predict(rgb)
     assert np.array_equal(res.restored, rgb) and np.array_equal(res.labels, labels)
     ref = analyze(labels)
     assert (res.tail.small_region_ratio, res.tail.is_tail) == (ref.small_region_ratio, ref.is_tail)
     assert set(res.times_ms) == {'decode', 'restore', 'segment', 'tail', 'total'}
 
 
-def test_exact_chain_matches_plain_chain(restorer, segmenter, frames):
-    plain = CloudChain(restorer, segmenter)
-    fast = CloudChain(restorer.with_options(inf.EXACT), segmenter.with_options(inf.EXACT))
+def test_exact_chain_matches_plain_chain(asr4_restorer, espnet_segmenter, val_frames):
+    plain = CloudChain(asr4_restorer, espnet_segmenter)
+    fast = CloudChain(asr4_restorer.with_options(inf.EXACT), espnet_segmenter.with_options(inf.EXACT))
     assert fast.fast_handoff and not plain.fast_handoff
-    for f in frames:
+    for f in val_frames:
         data = edge_encode(f, 4, 75)
         a, b = plain(data, 4, (480, 360)), fast(data, 4, (480, 360))
         cmp = compare_outputs(a, b)
@@ -72,26 +53,26 @@ def test_exact_chain_matches_plain_chain(restorer, segmenter, frames):
         assert b.restored.shape == (360, 480, 3) and b.restored.dtype == np.uint8
 
 
-def test_optimized_chain_within_stated_tolerance(restorer, segmenter, frames):
+def test_optimized_chain_within_stated_tolerance(asr4_restorer, espnet_segmenter, val_frames):
     opts = inf.OPTIMIZED.resolved('cpu')
     assert opts.sr_precision == ('bf16' if inf.cpu_has_native_bf16() else 'fp32')
-    fr = restorer.with_options(inf.OPTIMIZED)
-    plain, fast = CloudChain(restorer, segmenter), CloudChain(fr, segmenter.with_options(inf.OPTIMIZED))
-    for f in frames:
+    fr = asr4_restorer.with_options(inf.OPTIMIZED)
+    plain, fast = CloudChain(asr4_restorer, espnet_segmenter), CloudChain(fr, espnet_segmenter.with_options(inf.OPTIMIZED))
+    for f in val_frames:
         data = edge_encode(f, 4, 75)
         cmp = compare_outputs(plain(data, 4, (480, 360)), fast(data, 4, (480, 360)))
         assert cmp['label_agreement'] >= inf.TOLERANCE['label_agreement']
         lr = edge_roundtrip(f, 4, 75)[0]
-        assert psnr(restorer.restore(lr, 4, (480, 360)), fr.restore(lr, 4, (480, 360))) >= \
+        assert psnr(asr4_restorer.restore(lr, 4, (480, 360)), fr.restore(lr, 4, (480, 360))) >= \
             inf.TOLERANCE['restored_psnr_db']
 
 
-def test_missing_stages_are_skipped(segmenter, frames):
-    hr = frames[0]
-    res = CloudChain(None, segmenter, tail=None).process(hr, 1, (480, 360))
+def test_missing_stages_are_skipped(espnet_segmenter, val_frames):
+    hr = val_frames[0]
+    res = CloudChain(None, espnet_segmenter, tail=None).process(hr, 1, (480, 360))
     assert res.restored is hr and res.labels.shape == (360, 480) and res.tail is None
     with pytest.raises(ValueError):
-        CloudChain(None, segmenter).process(hr[::4, ::4], 4, (480, 360))
+        CloudChain(None, espnet_segmenter).process(hr[::4, ::4], 4, (480, 360))
 
 
 def test_tail_settings_per_scale_threshold():

@@ -4,7 +4,7 @@ knobs), controller (tail switch, bandwidth from LinkStats), diagnostics, and the
 import numpy as np
 import pytest
 
-from conftest import wait_for
+from conftest import wait_for, write_two_level_profile
 
 pytestmark = pytest.mark.ros
 
@@ -181,18 +181,6 @@ def test_segmentation_and_tail_detector_nodes(rclpy_context, shared_dir):
         n.destroy_node()
 
 
-PROFILE = """dataset: camvid
-frame_rate: 10.0
-levels:
-  - bandwidth_kbps: 350.0
-    standard: {scale: 6, jpeg_quality: 90}
-    tail: {scale: 4, jpeg_quality: 70}
-  - bandwidth_kbps: 700.0
-    standard: {scale: 4, jpeg_quality: 90}
-    tail: {scale: 2, jpeg_quality: 60}
-"""
-
-
 def test_controller_node_tail_switch_link_stats_and_diagnostics(rclpy_context, tmp_path):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -200,7 +188,7 @@ def test_controller_node_tail_switch_link_stats_and_diagnostics(rclpy_context, t
     from runespoor_cloud.controller_node import ControllerNode
     from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS
 
-    (tmp_path / 'p.yaml').write_text(PROFILE)
+    write_two_level_profile(tmp_path / 'p.yaml', frame_rate=10.0)
     ctl = ControllerNode(context=rclpy_context, parameter_overrides=params(
         profile=str(tmp_path / 'p.yaml'), return_after=2))
     t = rclpy.create_node('ctl_test', context=rclpy_context)
@@ -249,7 +237,7 @@ def test_single_process_cloud_frame_to_tail_report(shared_dir, tmp_path):
     from runespoor_cloud.cloud_process import build_nodes
     from runespoor_common.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
-    (tmp_path / 'p.yaml').write_text(PROFILE)
+    write_two_level_profile(tmp_path / 'p.yaml', frame_rate=10.0)
     ctx = Context()
     rclpy.init(context=ctx, args=['--ros-args', '-p', f'restorer:methods:={FAST[0]}', '-p', 'restorer:threads:=1',
                                   '-p', 'segmentation:threads:=1', '-p', "tail_detector:profile:=''",

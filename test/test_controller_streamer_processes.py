@@ -6,25 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from conftest import wait_for
+from conftest import wait_for, write_two_level_profile
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def stamp_ns(header) -> int:
     return header.stamp.sec * 10 ** 9 + header.stamp.nanosec
-
-PROFILE = """dataset: camvid
-frame_rate: 0.0
-levels:
-  - bandwidth_kbps: 350.0
-    standard: {scale: 6, jpeg_quality: 90}
-    tail: {scale: 4, jpeg_quality: 70}
-  - bandwidth_kbps: 700.0
-    standard: {scale: 4, jpeg_quality: 90}
-    tail: {scale: 2, jpeg_quality: 60}
-"""
-
 
 def test_tail_report_switches_the_edge(rclpy_context, node_process, tmp_path):
     import rclpy
@@ -36,7 +24,7 @@ def test_tail_report_switches_the_edge(rclpy_context, node_process, tmp_path):
     from runespoor_common.qos import OBSERVE_QOS
     from runespoor_common.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
-    (tmp_path / 'p.yaml').write_text(PROFILE)
+    write_two_level_profile(tmp_path / 'p.yaml', frame_rate=0.0)
     ctl = node_process('runespoor_cloud.controller_node', ['-p', f'profile:={tmp_path / "p.yaml"}',
                                                            '-p', 'return_after:=2'])
     edge = node_process('runespoor_edge.streamer_node', ['-p', 'bandwidth_kbps:=500.0', '-p', 'scale:=1'])

@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from runespoor_cloud import inference as inf
-from runespoor_tools.bench import load_frames, make_restorer
 from runespoor_cloud.restore import Restorer
-from runespoor_cloud.segmentation import Segmenter
 from runespoor_edge.codec import edge_roundtrip
 
 torch.set_num_threads(1)
@@ -56,13 +54,8 @@ def test_fold_conv_bn_slice_of_a_concatenation():
         inf.fold_conv_bn(a, bn)  # 6 BN channels for a 4-channel conv
 
 
-@pytest.fixture(scope='module')
-def segmenter():
-    return Segmenter('espnet', dataset='camvid')
-
-
-def test_fold_espnet_bn_exact_on_published_weights(segmenter):
-    model = segmenter.model
+def test_fold_espnet_bn_exact_on_published_weights(espnet_segmenter):
+    model = espnet_segmenter.model
     folded = inf.fold_espnet_bn(model)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     n_left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
@@ -72,58 +65,46 @@ def test_fold_espnet_bn_exact_on_published_weights(segmenter):
         ref, out = model(x), folded(x)
     assert ((out - ref).abs().max() / ref.abs().max()).item() < inf.TOLERANCE['fp32_logit_rel']
     # the original model is untouched
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in segmenter.model.modules()) == n_bn
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in espnet_segmenter.model.modules()) == n_bn
 
 
-@pytest.fixture(scope='module')
-def frames():
-    f, src = load_frames((480, 360), None, 2)
-    assert src.startswith('camvid val'), src
-    return f
-
-
-@pytest.fixture(scope='module')
-def restorer():
-    return make_restorer(('asr',), (4,), 'cpu', None)['asr'][0]
-
-
-def test_plain_is_the_default_and_the_reference_path(restorer, segmenter):
+def test_plain_is_the_default_and_the_reference_path(asr4_restorer, espnet_segmenter):
     assert inf.PLAIN.plain and not inf.EXACT.plain and not inf.OPTIMIZED.plain
-    assert not restorer.fast and not restorer.runners and not segmenter.fast and segmenter.runner is None
+    assert not asr4_restorer.fast and not asr4_restorer.runners and not espnet_segmenter.fast and espnet_segmenter.runner is None
     # rgb_decode is the chain's: it leaves the models on the reference path
     assert Restorer({4: 'bilinear'}, options=replace(inf.PLAIN, rgb_decode=True)).fast is False
 
 
-def test_exact_segmenter_matches_plain_segmenter(segmenter, frames):
-    fast = segmenter.with_options(inf.EXACT)
-    assert fast.fast and fast.model is segmenter.model and fast.runner.module is not segmenter.model
-    for f in frames:
-        ref, out = segmenter.predict(f), fast.predict(f)
+def test_exact_segmenter_matches_plain_segmenter(espnet_segmenter, val_frames):
+    fast = espnet_segmenter.with_options(inf.EXACT)
+    assert fast.fast and fast.model is espnet_segmenter.model and fast.runner.module is not espnet_segmenter.model
+    for f in val_frames:
+        ref, out = espnet_segmenter.predict(f), fast.predict(f)
         assert out.dtype == np.uint8 and out.shape == ref.shape
         assert (out == ref).mean() >= 0.9995
 
 
-def test_exact_restorer_matches_plain_restorer(restorer, frames):
-    fast = restorer.with_options(inf.EXACT)
-    lr = edge_roundtrip(frames[0], 4, 75)[0]
-    ref, out = restorer.restore(lr, 4, (480, 360)), fast.restore(lr, 4, (480, 360))
+def test_exact_restorer_matches_plain_restorer(asr4_restorer, val_frames):
+    fast = asr4_restorer.with_options(inf.EXACT)
+    lr = edge_roundtrip(val_frames[0], 4, 75)[0]
+    ref, out = asr4_restorer.restore(lr, 4, (480, 360)), fast.restore(lr, 4, (480, 360))
     assert out.shape == ref.shape == (360, 480, 3) and out.dtype == np.uint8
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
 
 
-def test_bilinear_is_identical_with_any_options(frames):
+def test_bilinear_is_identical_with_any_options(val_frames):
     r = Restorer({4: 'bilinear'})
-    lr = edge_roundtrip(frames[1], 4, 75)[0]
+    lr = edge_roundtrip(val_frames[1], 4, 75)[0]
     assert np.array_equal(r.with_options(inf.OPTIMIZED).restore(lr, 4, (480, 360)), r.restore(lr, 4, (480, 360)))
 
 
-def test_stand_in_models_through_the_constructor(frames):
+def test_stand_in_models_through_the_constructor(val_frames):
     from runespoor_cloud.models import build
     torch.manual_seed(0)
     model = build('carn_m', scale=2).eval()
     r = Restorer({2: 'sr'}, weights_dir='/nonexistent', models={2: model})
     assert r.models[2] is model and 2 not in r.files
-    lr = edge_roundtrip(frames[0], 2, 75)[0]
+    lr = edge_roundtrip(val_frames[0], 2, 75)[0]
     assert r.restore(lr, 2, (480, 360)).shape == (360, 480, 3)
     assert r.with_options(inf.EXACT).runners[2].module is not model  # the runner works on a copy
 
@@ -154,11 +135,11 @@ def test_channels_last_pixel_shuffle_is_exact(r):
     assert inf.use_channels_last_pixel_shuffle(m) == 1 and isinstance(m[1], inf.ChannelsLastPixelShuffle)
 
 
-def test_with_options_keeps_the_served_things(restorer, segmenter):
-    fr, fs = restorer.with_options(inf.OPTIMIZED), segmenter.with_options(inf.OPTIMIZED)
-    assert fr.methods == restorer.methods and fr.method(4) == 'asr' and fr.models is restorer.models
-    assert fs.info is segmenter.info and fs.weights == segmenter.weights and fs.num_classes == 11
-    assert not restorer.fast and not segmenter.fast  # the originals keep their options
+def test_with_options_keeps_the_served_things(asr4_restorer, espnet_segmenter):
+    fr, fs = asr4_restorer.with_options(inf.OPTIMIZED), espnet_segmenter.with_options(inf.OPTIMIZED)
+    assert fr.methods == asr4_restorer.methods and fr.method(4) == 'asr' and fr.models is asr4_restorer.models
+    assert fs.info is espnet_segmenter.info and fs.weights == espnet_segmenter.weights and fs.num_classes == 11
+    assert not asr4_restorer.fast and not espnet_segmenter.fast  # the originals keep their options
 
 
 def test_configure_threads_defaults_to_free_cores():

@@ -20,9 +20,17 @@ Profile YAML schema (`config/profiles/<dataset>.yaml`, written by `runespoor pro
       - bandwidth_kbps: 2000.0
         standard: {scale: 4, jpeg_quality: 90}
         tail: {scale: 2, jpeg_quality: 50}
+
+Required: ``frame_rate`` (0 = every camera frame), ``levels`` and in each level ``bandwidth_kbps``,
+``standard`` and ``tail`` with ``scale`` and ``jpeg_quality``. Documented defaults: a config's
+``frame_rate`` = the profile's; ``dataset`` = '' (unknown); ``tail_detector`` and each of its keys = the
+tail detector node's own parameters. A key the schema does not know is reported with the nearest known key
+(``Profile.notes``, logged by the nodes as warnings; a misspelt optional key would otherwise fall back to
+its default unseen).
 """
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -59,6 +67,13 @@ class Level:
         return f'{self.bandwidth_kbps:g}kbps/{"tail" if tail else "standard"}'
 
 
+#: the keys the profile schema knows, per place (for the unknown-key warnings)
+TOP_KEYS = ('dataset', 'frame_rate', 'tail_detector', 'levels')
+LEVEL_KEYS = ('bandwidth_kbps', 'standard', 'tail')
+CONFIG_KEYS = ('scale', 'jpeg_quality', 'frame_rate')
+TAIL_DETECTOR_KEYS = ('small_region_area', 'tail_threshold', 'rule', 'scale_thresholds', 'downsample')
+
+
 @dataclass
 class Profile:
     dataset: str
@@ -66,6 +81,8 @@ class Profile:
     levels: list[Level]
     tail_detector: dict = field(default_factory=dict)
     path: str = ''
+    #: warnings found while reading (unknown keys with the nearest known one); the nodes log them
+    notes: list[str] = field(default_factory=list)
 
     def level_for(self, kbps: float) -> Level:
         """The highest level whose bandwidth the link carries (the lowest level if none fits)."""
@@ -73,9 +90,22 @@ class Profile:
         return fitting[-1] if fitting else self.levels[0]
 
 
-def _config(d, where: str, frame_rate: float) -> Config:
+def _unknown_keys(d: dict, known: tuple[str, ...], where: str, notes: list[str]) -> None:
+    for key in d:
+        if key in known:
+            continue
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{near[0]}'?" if near else f'known: {", ".join(known)}'
+        notes.append(f'{where}unknown key {key!r} ignored ({hint})')
+
+
+def _config(d, where: str, frame_rate: float, notes: list[str]) -> Config:
     if not isinstance(d, dict):
         raise ValueError(f'{where}: expected a mapping with scale and jpeg_quality, got {d!r}')
+    missing = [k for k in ('scale', 'jpeg_quality') if k not in d]
+    if missing:
+        raise ValueError(f'{where}: {" and ".join(missing)} missing (required)')
+    _unknown_keys(d, CONFIG_KEYS, f'{where}: ', notes)
     try:
         scale, quality = int(d['scale']), int(d['jpeg_quality'])
     except (KeyError, TypeError, ValueError) as exc:
@@ -91,40 +121,61 @@ def _config(d, where: str, frame_rate: float) -> Config:
 
 
 def parse_profile(doc, path: str = '<profile>') -> Profile:
+    notes: list[str] = []
     try:
         if not isinstance(doc, dict):
             raise ValueError('top level must be a mapping')
-        frame_rate = float(doc.get('frame_rate', 0.0))
-        if not math.isfinite(frame_rate) or frame_rate < 0:
-            raise ValueError(f'frame_rate {frame_rate} must be finite and >= 0')
+        _unknown_keys(doc, TOP_KEYS, '', notes)
         raw = doc.get('levels')
         if not isinstance(raw, list) or not raw:
             raise ValueError('needs a non-empty list "levels"')
+        if 'frame_rate' not in doc:
+            raise ValueError('frame_rate missing (required: the frames/s the levels\' byte budgets assume, '
+                             'e.g. frame_rate: 10.0; 0 = every camera frame)')
+        frame_rate = float(doc['frame_rate'])
+        if not math.isfinite(frame_rate) or frame_rate < 0:
+            raise ValueError(f'frame_rate {frame_rate} must be finite and >= 0')
         levels = []
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
                 raise ValueError(f'levels[{i}] must be a mapping')
+            _unknown_keys(item, LEVEL_KEYS, f'levels[{i}]: ', notes)
+            for key in ('standard', 'tail'):
+                if key not in item:
+                    raise ValueError(f'levels[{i}].{key} missing (required)')
             try:
                 kbps = float(item.get('bandwidth_kbps', float('nan')))
             except (TypeError, ValueError):
                 kbps = float('nan')
             if not math.isfinite(kbps) or kbps <= 0:
                 raise ValueError(f'levels[{i}].bandwidth_kbps must be a positive number')
-            levels.append(Level(kbps, _config(item.get('standard'), f'levels[{i}].standard', frame_rate),
-                                _config(item.get('tail'), f'levels[{i}].tail', frame_rate)))
+            levels.append(Level(kbps, _config(item.get('standard'), f'levels[{i}].standard', frame_rate, notes),
+                                _config(item.get('tail'), f'levels[{i}].tail', frame_rate, notes)))
         levels.sort(key=lambda lv: lv.bandwidth_kbps)
         if len({lv.bandwidth_kbps for lv in levels}) != len(levels):
             raise ValueError('two levels have the same bandwidth_kbps')
         td = doc.get('tail_detector') or {}
         if not isinstance(td, dict):
             raise ValueError('tail_detector must be a mapping')
+        _unknown_keys(td, TAIL_DETECTOR_KEYS, 'tail_detector: ', notes)
         if td.get('rule', 'below') not in ('below', 'above'):
             raise ValueError(f"tail_detector.rule must be 'below' or 'above', got {td['rule']!r}")
+        for key, lo, hi in (('small_region_area', 1e-6, 1.0), ('tail_threshold', 0.0, 1.0), ('downsample', 1, 64)):
+            if key in td:
+                v = td[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
+                    raise ValueError(f'tail_detector.{key} must be a number in [{lo:g}, {hi:g}], got {v!r}')
+        if 'downsample' in td and float(td['downsample']) != int(td['downsample']):
+            raise ValueError(f'tail_detector.downsample must be an integer, got {td["downsample"]!r}')
         if not isinstance(td.get('scale_thresholds') or {}, dict):
             raise ValueError('tail_detector.scale_thresholds must be a mapping scale -> fraction')
         parse_scale_thresholds(td.get('scale_thresholds') or {})   # raises on a bad entry
-        return Profile(str(doc.get('dataset', '')), frame_rate, levels, dict(td), str(path))
-    except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong kind (null, list, ...)
+        dataset = doc.get('dataset', '')
+        if not isinstance(dataset, str):
+            raise ValueError(f'dataset must be a name, got {dataset!r}')
+        return Profile(dataset, frame_rate, levels, dict(td), str(path),
+                       [f'profile {path}: {n}' for n in notes])
+    except (ValueError, TypeError, OverflowError) as exc:  # TypeError: a value of the wrong kind (null, list, ...)
         raise ProfileError(f'profile {path}: {exc}') from None
 
 
@@ -136,14 +187,24 @@ def resolve_profile(value: str) -> Path:
     return paths.config_dir() / 'profiles' / f'{value}.yaml'
 
 
+def yaml_problem(exc: BaseException) -> str:
+    """A YAML error in one line: 'line 2, column 3: expected the node content, but found '-''."""
+    mark = getattr(exc, 'problem_mark', None)
+    problem = getattr(exc, 'problem', None)
+    if problem:
+        where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark is not None else ''
+        return f'{where}{problem}'
+    return ' '.join(str(exc).split())[:200] or type(exc).__name__
+
+
 def load_profile(path: str | os.PathLike) -> Profile:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f'profile {path}: file not found')
     try:
         doc = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ProfileError(f'profile {path}: not valid YAML ({exc})') from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProfileError(f'profile {path}: not valid YAML ({yaml_problem(exc)})') from None
     return parse_profile(doc, str(path))
 
 

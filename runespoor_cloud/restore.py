@@ -83,6 +83,9 @@ class Restorer:
             got = int(ckpt['model_args'].get('scale', getattr(model, 'scale', scale)))
             if got != scale:
                 raise ModelFileError(f'{path}: model upsamples x{got}, expected x{scale}')
+            for key, want in (('dataset', dataset), ('method', method)):   # what the file records, if it does
+                if ckpt.get(key) not in (None, want):
+                    raise ModelFileError(f'{path}: trained as {key} {ckpt[key]!r}, expected {want!r}')
             for p in model.parameters():
                 p.requires_grad_(False)
             self.models[scale] = model.eval()

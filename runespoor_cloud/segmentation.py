@@ -25,7 +25,7 @@ from runespoor_common import paths
 from runespoor_common.datasets import DatasetInfo, get_info
 from .inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_for,
                         grad_context)
-from .models import ModelFileError, build, load_state_strict
+from .models import ModelFileError, build, load_state_strict, short_load_error
 from .models.espnet import espnet_args_from_state_dict
 
 
@@ -36,28 +36,61 @@ def default_weights(arch: str = 'espnet', dataset: str = 'camvid', model_dir: st
     return paths.model_dir(model_dir) / 'espnet' / f'espnet_p_2_q_8_{dataset}.pth'
 
 
-def load_segmentation_model(arch: str, weights: str | os.PathLike) -> torch.nn.Module:
-    """Build `arch` to fit the published state_dict in `weights` and load it strictly."""
+def read_state_dict(weights: str | os.PathLike) -> dict:
+    """The state_dict in a segmentation weight file (tensors only, no model built). Raises ModelFileError
+    naming the file."""
     weights = Path(weights)
     if not weights.is_file():
         raise ModelFileError(f'{weights}: segmentation weight file is missing')
     try:
         sd = torch.load(weights, map_location='cpu', weights_only=True)
     except Exception as exc:
-        raise ModelFileError(f'{weights}: truncated or unreadable weight file ({type(exc).__name__}: {exc})') from exc
+        raise ModelFileError(f'{weights}: truncated or unreadable weight file ({short_load_error(exc)})') from None
     if isinstance(sd, dict) and 'state_dict' in sd and isinstance(sd['state_dict'], dict):
         sd = sd['state_dict']
     if not isinstance(sd, dict):
         raise ModelFileError(f'{weights}: expected a state_dict, found {type(sd).__name__}')
-    sd = {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}  # DataParallel prefix
-    if arch == 'espnet':
-        try:
-            args = espnet_args_from_state_dict(sd)
-        except (KeyError, ValueError, IndexError) as exc:
-            raise ModelFileError(f'{weights}: not an ESPNet state_dict ({exc})') from exc
-    else:
-        args = {}
-    model = build(arch, **args)
+    return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}  # DataParallel prefix
+
+
+def model_args(arch: str, sd: dict, weights) -> dict:
+    """The architecture arguments the tensors in `sd` say (ESPNet: classes, p, q, skip)."""
+    if arch != 'espnet':
+        return {}
+    try:
+        return espnet_args_from_state_dict(sd)
+    except (KeyError, ValueError, IndexError, AttributeError) as exc:
+        raise ModelFileError(f'{weights}: not an ESPNet state_dict ({exc})') from None
+
+
+def check_outputs(n_out: int | None, dataset: str, weights) -> None:
+    """Refuse a model whose output count is not the data set's (its classes, or its classes + void): a
+    Cityscapes model (20 outputs) read as CamVid (11 + void) would label every frame with wrong ids."""
+    info = get_info(dataset)
+    if n_out is None or n_out in (info.num_classes, info.num_classes + 1):
+        return
+    fits = [name for name in ('camvid', 'cityscapes')
+            if name != info.name and n_out in (get_info(name).num_classes, get_info(name).num_classes + 1)]
+    hint = f'; {n_out} outputs fit {fits[0]}: weights of another data set?' if fits else ''
+    raise ModelFileError(f'{weights}: model has {n_out} outputs, {dataset} needs {info.num_classes} '
+                         f'(+1 void = {info.num_classes + 1}){hint}')
+
+
+def check_weights(arch: str, weights: str | os.PathLike, dataset: str) -> int | None:
+    """Validate a segmentation weight file for `dataset` without building the model (what commands run
+    before they load models): readable, the architecture's tensors, the data set's output count. Returns
+    the output count."""
+    sd = read_state_dict(weights)
+    n_out = model_args(arch, sd, weights).get('classes')
+    check_outputs(n_out, dataset, weights)
+    return n_out
+
+
+def load_segmentation_model(arch: str, weights: str | os.PathLike) -> torch.nn.Module:
+    """Build `arch` to fit the published state_dict in `weights` and load it strictly."""
+    weights = Path(weights)
+    sd = read_state_dict(weights)
+    model = build(arch, **model_args(arch, sd, weights))
     load_state_strict(model, sd, weights)
     return model
 
@@ -79,9 +112,7 @@ class Segmenter:
         self.device = torch.device(device)
         model = load_segmentation_model(arch, self.weights)
         n_out = int(model.classifier.weight.shape[1]) if hasattr(model, 'classifier') else None
-        if n_out is not None and n_out < self.info.num_classes:
-            raise ModelFileError(f'{self.weights}: model has {n_out} outputs, {dataset} needs '
-                                 f'{self.info.num_classes}')
+        check_outputs(n_out, dataset, self.weights)
         self.num_outputs = n_out
         model.eval().to(self.device)
         for p in model.parameters():

@@ -11,7 +11,7 @@ from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame, TailReport
 from runespoor_cloud.chain import CloudChain, TailSettings
-from runespoor_cloud.controller import load_profile, resolve_profile
+from runespoor_cloud.controller import ProfileError, load_profile, resolve_profile
 from runespoor_cloud.tail import (DEFAULT_DOWNSAMPLE, DEFAULT_SMALL_REGION_AREA, DEFAULT_TAIL_THRESHOLD,
                                   format_scale_thresholds, parse_scale_thresholds)
 from runespoor_common import graph
@@ -41,6 +41,21 @@ PARAMS = [
 ]
 
 
+#: the profile's tail_detector keys this node takes (profile key; `rule` is the tail_rule parameter)
+PROFILE_KEYS = ('small_region_area', 'tail_threshold', 'downsample', 'rule', 'scale_thresholds')
+
+
+def check_config(values: dict) -> list[str]:
+    """Start-up checks without ROS (runespoor launch / demo run them first): the profile loads."""
+    if not values.get('profile'):
+        return []
+    try:
+        load_profile(resolve_profile(values['profile']))
+    except ProfileError as exc:
+        return [str(exc)]
+    return []
+
+
 def stamp_key(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
@@ -51,18 +66,7 @@ class TailDetectorNode(Node):
         super().__init__('tail_detector', **kwargs)
         self.p = declare(self, PARAMS, on_change=self._on_params)
         if self.p['profile']:
-            td = load_profile(resolve_profile(self.p['profile'])).tail_detector
-            for key in ('small_region_area', 'tail_threshold', 'downsample', 'rule', 'scale_thresholds'):
-                if key in td:
-                    name = {'rule': 'tail_rule'}.get(key, key)
-                    value = (format_scale_thresholds(parse_scale_thresholds(td[key]))
-                             if key == 'scale_thresholds' else type(self.p[name])(td[key]))
-                    self.p[name] = value
-            self.get_logger().info(f'tail detector from profile {self.p["profile"]}: small_region_area '
-                                   f'{self.p["small_region_area"]}, tail when the ratio is {self.p["tail_rule"]} '
-                                   f'{self.p["tail_threshold"]}'
-                                   + (f' (per scale {self.p["scale_thresholds"]})' if self.p['scale_thresholds']
-                                      else '') + f', downsample {self.p["downsample"]}')
+            self._apply_profile(self.p['profile'])
         self.chain = CloudChain(tail=self._settings())  # this node runs the tail stage
         self.stats = NodeStats()
         self.infos: collections.OrderedDict = collections.OrderedDict()
@@ -71,6 +75,32 @@ class TailDetectorNode(Node):
         if not direct:
             self.create_subscription(Image, graph.SEG_LABELS, self.on_labels, LABELS_IN_QOS)
         attach(self, self.stats)
+
+    def _apply_profile(self, name: str) -> None:
+        """Take the tail detector settings from a profile's tail_detector section; say which values come
+        from the profile and which are the node's own (a section or key the profile lacks)."""
+        profile = load_profile(resolve_profile(name))   # ProfileError names the file and the problem
+        for note in profile.notes:
+            self.get_logger().warning(note)
+        td = profile.tail_detector
+        taken, kept = [], []
+        for key in PROFILE_KEYS:
+            name_ = {'rule': 'tail_rule'}.get(key, key)
+            if key in td:
+                value = (format_scale_thresholds(parse_scale_thresholds(td[key]))
+                         if key == 'scale_thresholds' else type(self.p[name_])(td[key]))
+                self.p[name_] = value
+                taken.append(f'{name_} {value}')
+            else:
+                kept.append(f'{name_} {self.p[name_]!r}')
+        where = f'profile {profile.path}'
+        if not td:
+            self.get_logger().warning(f'{where} has no tail_detector section: using the node\'s parameters '
+                                      f'(defaults unless set): {", ".join(kept)}')
+            return
+        self.get_logger().info(f'tail detector from {where}: {", ".join(taken)}'
+                               + (f'; not in the profile, the node\'s parameters (defaults unless set): '
+                                  f'{", ".join(kept)}' if kept else ''))
 
     def on_info(self, msg: EncodedFrame) -> None:
         self.infos[stamp_key(msg.header.stamp)] = msg

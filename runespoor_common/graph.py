@@ -18,6 +18,7 @@ CAMERA_LABELS = 'camera/labels'                   # sensor_msgs/Image mono8: a d
 UPLINK = 'runespoor/uplink'                       # EncodedFrame: edge streamer -> restorer, over the link
 LINK_STATS = 'runespoor/link_stats'               # LinkStats: edge streamer -> controller
 KNOBS = 'runespoor/knobs'                         # KnobConfig: controller -> edge streamer (latched)
+KNOBS_APPLIED = 'runespoor/knobs_applied'         # KnobConfig: the knobs the edge applies, whoever set them (latched)
 RESTORED = 'runespoor/restored'                   # Image rgb8: restorer -> segmentation
 FRAME_INFO = 'runespoor/frame_info'               # EncodedFrame without JPEG: restorer -> tail detector
 SEG_LABELS = 'runespoor/segmentation/labels'      # Image mono8 class ids: segmentation -> tail detector
@@ -27,7 +28,7 @@ TAIL_REPORT = 'runespoor/tail_report'             # TailReport: tail detector ->
 DIAGNOSTICS = '/diagnostics'                      # DiagnosticArray from every node (absolute, ROS convention)
 
 #: Every topic of the graph, in data-flow order.
-TOPICS = (CAMERA_IMAGE, CAMERA_LABELS, UPLINK, LINK_STATS, KNOBS, RESTORED, FRAME_INFO, SEG_LABELS,
+TOPICS = (CAMERA_IMAGE, CAMERA_LABELS, UPLINK, LINK_STATS, KNOBS, KNOBS_APPLIED, RESTORED, FRAME_INFO, SEG_LABELS,
           SEG_OVERLAY, CLASS_MAP, TAIL_REPORT, DIAGNOSTICS)
 
 
@@ -111,16 +112,21 @@ ROLES: dict[str, tuple[str, ...]] = {
 #: group -> parameter file under config/.
 PARAMS_FILES: dict[str, str] = {'replay': 'replay.yaml', 'robot': 'robot.yaml', 'cloud': 'cloud.yaml'}
 
-#: Launch arguments per group (a role gets the union of its groups'; namespace/params for every role).
+#: Launch arguments per group (a role gets the union of its groups'; namespace, params_file(s) and respawn for
+#: every role). An argument that sets a parameter defaults to '' = "the parameter file decides" (both front
+#: ends pass only the values given), so a custom params_file is not overridden by launch defaults.
 LAUNCH_ARGS: dict[str, tuple[LaunchArg, ...]] = {
     'robot': (
-        LaunchArg('bandwidth', '10000.0', 'emulated uplink bandwidth [kbit/s] (0 = unlimited)',
+        LaunchArg('bandwidth', '', 'emulated uplink bandwidth [kbit/s] (0 = unlimited; empty: the parameter '
+                  "file's bandwidth_kbps, 10000.0)",
                   (('edge_streamer', 'bandwidth_kbps', 'float'),)),
-        LaunchArg('schedule', '', 'bandwidth schedule "t_s:kbps,..." e.g. "0:10000,5:5000,12:2000,19:10000"',
+        LaunchArg('schedule', '', 'bandwidth schedule "t_s:kbps,..." e.g. "0:10000,5:5000,12:2000,19:10000" '
+                  "(empty: the parameter file's, none)",
                   (('edge_streamer', 'schedule', 'str'),)),
     ),
     'cloud': (
-        LaunchArg('device', 'cpu', 'torch device for restoration and segmentation: cpu or cuda',
+        LaunchArg('device', '', "torch device for restoration and segmentation: cpu or cuda (empty: the "
+                  "parameter file's, cpu)",
                   (('restorer', 'device', 'str'), ('segmentation', 'device', 'str'))),
         LaunchArg('data_root', '', 'data sets folder (sets RUNESPOOR_DATA; empty: inherited or ../shared/data)',
                   env='RUNESPOOR_DATA'),
@@ -128,17 +134,39 @@ LAUNCH_ARGS: dict[str, tuple[LaunchArg, ...]] = {
                   'inherited or ../shared/models)', env='RUNESPOOR_MODELS'),
         LaunchArg('weights_dir', '', "the project's trained SR/ASR weights (empty: the installed models/)",
                   (('restorer', 'weights_dir', 'str'),)),
-        LaunchArg('rviz', 'false', 'start rviz2 with config/runespoor.rviz'),
+        LaunchArg('rviz', 'false', 'start rviz2 with config/runespoor.rviz (refused before any node starts '
+                  'when rviz2 is not installed)'),
     ),
     'replay': (
-        LaunchArg('bag', '', 'rosbag2 folder to replay', (('bag_player', 'bag', 'str'),)),
-        LaunchArg('rate', '1.0', 'replay rate factor', (('bag_player', 'rate', 'float'),)),
-        LaunchArg('loop', 'false', 'replay the bag in a loop', (('bag_player', 'loop', 'bool'),)),
+        LaunchArg('bag', '', 'rosbag2 folder to replay (required)', (('bag_player', 'bag', 'str'),)),
+        LaunchArg('rate', '', "replay rate factor (empty: the parameter file's, 1.0)",
+                  (('bag_player', 'rate', 'float'),)),
+        LaunchArg('loop', '', "replay the bag in a loop (empty: the parameter file's, false)",
+                  (('bag_player', 'loop', 'bool'),)),
+        LaunchArg('restamp', '', "header stamps = replay time, monotonic across loops, like a live camera "
+                  "(false: keep the bag's stamps; empty: the parameter file's, true)",
+                  (('bag_player', 'restamp', 'bool'),)),
     ),
 }
 COMMON_ARGS = (
     LaunchArg('namespace', '', 'ROS namespace of every node of the role'),
 )
+
+#: role -> node groups restarted by default when one of their nodes exits (launch_ros `respawn`): in the
+#: demo the cloud, so that a crashed cloud node comes back while the robot keeps streaming.
+RESPAWN_GROUPS: dict[str, tuple[str, ...]] = {'demo': ('cloud',)}
+RESPAWN_DELAY_S = 2.0
+
+
+def respawn_args(role: str) -> tuple[LaunchArg, ...]:
+    """`respawn` / `respawn_delay` (launch_ros semantics) of a role; see respawn_for()."""
+    groups = RESPAWN_GROUPS.get(role)
+    which = f'a {"/".join(groups)} node' if groups else 'a node of the role'
+    return (
+        LaunchArg('respawn', 'true' if groups else 'false',
+                  f'restart {which} when one exits (launch_ros respawn)'),
+        LaunchArg('respawn_delay', str(RESPAWN_DELAY_S), 'seconds to wait before a restart [s]'),
+    )
 
 
 def nodes_for(role: str, include_external: bool = True) -> list[NodeSpec]:
@@ -156,7 +184,22 @@ def launch_args_for(role: str) -> list[LaunchArg]:
                               f'{{share}}/config/{PARAMS_FILES[g]}',
                               f'parameter file of the {g} nodes (YAML keyed by node name)'))
         args.extend(LAUNCH_ARGS[g])
-    return args
+    return args + list(respawn_args(role))
+
+
+def respawn_for(role: str, values: dict[str, str]) -> dict[str, float]:
+    """node name -> respawn delay [s] for the nodes of `role` that are restarted when they exit, given the
+    launch-argument `values` (missing ones take their defaults). Nodes not listed are not restarted."""
+    defaults = {a.name: a.default for a in respawn_args(role)}
+    on = values.get('respawn') if values.get('respawn') not in ('', None) else defaults['respawn']
+    if not coerce(on, 'bool'):
+        return {}
+    delay = values.get('respawn_delay')
+    delay = coerce(delay if delay not in ('', None) else defaults['respawn_delay'], 'float')
+    if not delay >= 0.0:
+        raise ValueError(f'respawn_delay must be >= 0 s, got {delay}')
+    groups = RESPAWN_GROUPS.get(role, ROLES[role])
+    return {n.name: delay for n in nodes_for(role, include_external=False) if n.group in groups}
 
 
 def params_file_arg(role: str, group: str) -> str:

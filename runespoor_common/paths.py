@@ -23,7 +23,9 @@ def source_root() -> Path | None:
 
 
 def share_dir() -> Path:
-    """Folder holding config/, launch/ and models/: the checkout in editable mode, else the install."""
+    """Folder holding config/, launch/ and models/: the checkout in editable mode, else the install (from
+    the ament index where AMENT_PREFIX_PATH is set, else the prefix this package is installed in: never
+    needs AMENT_PREFIX_PATH)."""
     src = source_root()
     if src is not None:
         return src
@@ -32,6 +34,9 @@ def share_dir() -> Path:
             return Path(get_package_share_directory('runespoor'))
         except Exception:  # not on AMENT_PREFIX_PATH: a pip-mode install into a prefix such as a venv
             pass
+    here = _SRC_ROOT.parent.parent.parent / 'share' / 'runespoor'  # <prefix>/lib/pythonX.Y/site-packages
+    if here.is_dir():
+        return here
     return Path(sys.prefix) / 'share' / 'runespoor'
 
 

@@ -4,6 +4,11 @@ Publishes each chosen topic of the bag under its own name made relative (/camera
 camera/image_raw, so namespaces and remapping apply) with the serialized bytes straight from the bag:
 images with sensor-data QoS, KnobConfig/ClassMap latched, anything else reliable. Timing and restamping
 come from runespoor_edge.bagio.BagPlayback; the replay runs in a thread while the node spins.
+
+Like a live camera by default: `restamp` (default true; launch argument `restamp:=false`, runner
+`--restamp false`) maps header stamps onto the replay time, so they are current and keep increasing
+across loops (`loop`); with `restamp: false` the bag's own stamps are kept and repeat on every loop
+(said in the log).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 
 from runespoor_common import graph
-from runespoor_common.node_main import run_node
+from runespoor_common.node_main import is_shutdown_error, run_node
 from runespoor_common.params import Param, declare, non_negative, positive
 from runespoor_common.qos import replay_qos
 from runespoor_edge import bagio
@@ -31,8 +36,8 @@ PARAMS = [
     Param('start_offset', 0.0, 'skip this much of the bag at the start [s]', non_negative, read_only=True),
     Param('topics', [bagio.IMAGE_TOPIC, bagio.LABEL_TOPIC],
           'topics to replay (those absent from the bag are skipped); ["*"] = every topic', read_only=True),
-    Param('restamp', False, 'map header stamps onto the current time (stamps advance across loops)',
-          read_only=True),
+    Param('restamp', True, 'map header stamps onto the current time, monotonic across loops, like a live camera; '
+          "false = keep the bag's stamps (they repeat on every loop)", read_only=True),
     Param('wait_for_subscribers', 0, f'before starting, wait until {graph.CAMERA_IMAGE} has this many subscribers '
           '(at most wait_timeout_s; other topics get 2 s more to catch up) [count]', non_negative, read_only=True),
     Param('wait_timeout_s', 30.0, 'longest wait for subscribers [s]', non_negative, read_only=True),
@@ -40,6 +45,27 @@ PARAMS = [
           'multi-MB frames between processes, at the cost of back-pressure', read_only=True),
     Param('exit_when_done', False, 'shut the node down at the end of the bag (no loop)', read_only=True),
 ]
+
+
+def check_config(values: dict) -> list[str]:
+    """Start-up checks without ROS (runespoor launch / demo run them first): the bag opens and holds at
+    least one of the topics to replay."""
+    if not values.get('bag'):
+        return ["parameter 'bag': must name a bag folder (launch argument bag:=<folder>, runner --bag)"]
+    try:
+        reader = bagio.open_reader(values['bag'])
+    except bagio.BagError as exc:
+        return [str(exc)]
+    try:
+        available = sorted(c.topic for c in reader.connections)
+    finally:
+        reader.close()
+    wanted = list(values.get('topics') or [])
+    if wanted != ['*']:
+        topics = [t if t.startswith('/') else '/' + t for t in wanted]
+        if not any(t in available for t in topics):
+            return [f'none of the topics {topics} is in {values["bag"]} (it has {available})']
+    return []
 
 
 class BagPlayer(Node):
@@ -62,6 +88,9 @@ class BagPlayer(Node):
                                               start_offset=float(p['start_offset']), restamp=bool(p['restamp']))
         except bagio.BagError as exc:
             raise ValueError(str(exc)) from exc
+        if p['loop'] and not p['restamp']:
+            self.get_logger().warning('loop with restamp false: the bag\'s stamps repeat on every loop '
+                                      '(downstream latency and ordering see time go backwards)')
         self.pubs = {}
         for topic, msgtype in self.playback.topics.items():
             try:
@@ -100,7 +129,13 @@ class BagPlayer(Node):
     def _publish(self, item: bagio.PlayItem) -> None:
         pub = self.pubs.get(item.topic)
         if pub is not None:
-            pub.publish(item.data)
+            try:
+                pub.publish(item.data)
+            except Exception as exc:  # a publish racing the shutdown ends the replay, it is no error
+                if self._stop.is_set() or is_shutdown_error(exc, self.context):
+                    self._stop.set()
+                    return
+                raise
             self.published += 1
 
     def _run(self) -> None:
@@ -115,7 +150,8 @@ class BagPlayer(Node):
                 self._flush()
                 self.get_logger().info(f'end of bag: {n} messages published')
         except Exception as exc:  # a broken bag file: say so, do not take the process down silently
-            self.get_logger().error(f'replay failed: {exc}')
+            if not (self._stop.is_set() or is_shutdown_error(exc, self.context)):
+                self.get_logger().error(f'replay failed: {exc}')
         finally:
             self.done.set()
             if self.p['exit_when_done'] and not self._stop.is_set():

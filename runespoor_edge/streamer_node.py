@@ -10,6 +10,10 @@ Thin node over runespoor_edge.streamer (the logic) and runespoor_edge.link (the 
 A KnobConfig applies from the next camera frame on; an invalid one is logged and ignored (the previous
 knobs stay). The knobs are also parameters (`ros2 param set /edge_streamer scale 4`), validated the same
 way; each applied KnobConfig is mirrored into them so `ros2 param get` shows the knobs in force.
+
+Whatever sets the knobs (a KnobConfig, a hand-set parameter, the safe fallback after `knob_timeout_s`),
+the knobs in force are published back on runespoor/knobs_applied (KnobConfig, latched) and shown on
+/diagnostics (`knobs`), so the controller and the monitor see the real state, not the one they asked for.
 """
 from __future__ import annotations
 
@@ -80,6 +84,9 @@ PARAMS = [
     Param('stats_period_s', 1.0, 'LinkStats period [s]', positive, read_only=True),
     Param('poll_period_s', 0.005, 'how often queued frames are checked against the bucket [s]', positive,
           read_only=True),
+    Param('generic_as_color', True, 'read camera frames in the generic encodings 8UC3, 8UC4, 8UC1, 16UC1 (what '
+          'cv_bridge writes without an encoding) as bgr8, bgra8, mono8, mono16, which cv_bridge itself refuses '
+          '(runespoor_common.imgconv.GENERIC_AS_COLOR); false = strict cv_bridge', read_only=True),
 ]
 
 
@@ -106,6 +113,7 @@ class EdgeStreamer(Node):
         self._EncodedFrame, self._LinkStats = EncodedFrame, LinkStats
         self.pub = self.create_publisher(EncodedFrame, graph.UPLINK, SENSOR_QOS)
         self.stats_pub = self.create_publisher(LinkStats, graph.LINK_STATS, RELIABLE_QOS)
+        self.applied_pub = self.create_publisher(KnobConfig, graph.KNOBS_APPLIED, LATCHED_QOS)
         self.create_subscription(Image, graph.CAMERA_IMAGE, self._on_image, SENSOR_QOS)
         knob_sub = self.create_subscription(KnobConfig, graph.KNOBS, self._on_knobs, LATCHED_QOS)
         self._knobs_topic, self._presence_checked = knob_sub.topic_name, 0.0
@@ -115,6 +123,7 @@ class EdgeStreamer(Node):
         # rejection counters (rejected_camera_encoding, rejected_knobs, ...) on /diagnostics
         self.stats = NodeStats()
         attach(self, self.stats)
+        self._publish_applied(self.streamer.knobs)
         link_text = (f'schedule {p["schedule"]} kbit/s' if p['schedule'] else
                      f'{p["bandwidth_kbps"]:g} kbit/s' if p['bandwidth_kbps'] else 'unlimited')
         self.get_logger().info(f'edge streamer up: knobs {self.streamer.knobs.describe()}, link {link_text}, '
@@ -124,7 +133,7 @@ class EdgeStreamer(Node):
     def _on_image(self, msg):
         self.frames_in += 1
         try:
-            rgb = image_to_rgb(msg)
+            rgb = image_to_rgb(msg, generic_as_color=self.p['generic_as_color'])
         except ImageEncodingError as exc:
             self.stats.error('camera_encoding')
             self.get_logger().error(f'camera frame rejected ({self.stats.errors["camera_encoding"]} so far): {exc}',
@@ -152,6 +161,13 @@ class EdgeStreamer(Node):
         self.stats.values['safe_mode'] = 'false'
         self.get_logger().info(f'knobs -> {knobs.describe()} ({knobs.reason or "no reason given"})')
         self._mirror_params(knobs)
+        self._publish_applied(knobs)
+
+    def _publish_applied(self, knobs: KnobSettings) -> None:
+        """The knobs in force, whoever set them, for the controller and the monitor."""
+        self.applied_pub.publish(knobs.to_msg(self.get_clock().now().to_msg()))
+        self.stats.values['knobs'] = knobs.describe()
+        self.stats.values['knobs_source'] = knobs.config_id
 
     def _mirror_params(self, knobs: KnobSettings) -> None:
         self._syncing = True
@@ -171,7 +187,9 @@ class EdgeStreamer(Node):
                 knobs = self.streamer.knobs.with_changes(**knob_changes, config_id='param',
                                                          reason='ros2 param set', tail_mode=False)
                 self.streamer.set_knobs(knobs, from_controller=False)
-                self.get_logger().info(f'knobs -> {knobs.describe()} (parameters)')
+                self.get_logger().info(f'knobs -> {knobs.describe()} (parameters; published on '
+                                       f'{graph.KNOBS_APPLIED})')
+                self._publish_applied(knobs)
             except KnobError as exc:  # cannot happen after the parameter checks; keep the knobs
                 self.get_logger().error(str(exc))
         link_changes = {k: changed[k] for k in LINK_PARAMS if k in changed}
@@ -197,6 +215,8 @@ class EdgeStreamer(Node):
             self.get_logger().warning(f'no KnobConfig for {self.streamer.knob_timeout_s:g} s: safe knobs '
                                       f'{safe.describe()}')
             self.stats.values['safe_mode'] = 'true'
+            self._mirror_params(safe)
+            self._publish_applied(safe)
         if self.streamer.link.queue_length:
             self._publish(self.streamer.poll())
 

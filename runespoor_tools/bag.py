@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument('--loop', action='store_true', help='start again at the end (until Ctrl-C)')
     p.add_argument('--start-offset', type=float, default=0.0, help='skip this much of the bag [s]')
     p.add_argument('--topics', nargs='+', default=['*'], help='topics to replay (default: all)')
-    p.add_argument('--restamp', action='store_true', help='map header stamps onto the current time')
+    p.add_argument('--restamp', action=argparse.BooleanOptionalAction, default=True,
+                   help='map header stamps onto the current time, monotonic across loops, like a live camera '
+                        "(default; --no-restamp keeps the bag's stamps, which repeat on every loop)")
     p.add_argument('--wait-subscribers', type=int, default=0,
                    help='wait (<= 30 s) until /camera/image_raw has this many subscribers')
     p.add_argument('--reliable', action='store_true',

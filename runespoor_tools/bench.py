@@ -4,6 +4,8 @@
 
 Measures, at CamVid size (480x360) and Cityscapes size (2048x1024):
   edge       area downsample + JPEG encode per scale (1, 2, 4, 6, 8) and quality (bytes too);
+             image conversion (runespoor_common/imgconv.py, real cv_bridge or its stand-in): camera Image ->
+             RGB (rgb8 must be a view of msg.data, no copy; bgr8 and mono16 convert) and RGB -> Image;
   cloud      JPEG decode; restore per method (bilinear, sr, asr) per scale; segmentation; tail detection;
              the whole cloud chain decode -> restore -> segment -> tail and its frames/s, naive (eager fp32,
              Restorer/Segmenter with PLAIN options) vs optimized (their OPTIMIZED options,
@@ -44,7 +46,7 @@ from runespoor_cloud.models import build
 from runespoor_cloud.restore import Restorer, weight_path
 from runespoor_cloud.segmentation import Segmenter
 from runespoor_cloud.tail import DEFAULT_DOWNSAMPLE, analyze
-from runespoor_common import paths, stats
+from runespoor_common import imgconv, paths, stats
 from runespoor_common.datasets import list_samples, load_image
 from runespoor_common.fileio import write_json_atomic
 from runespoor_common.params import parse_size
@@ -246,6 +248,22 @@ class Bench:
                 rows.append({'size': _sz(size), 'scale': scale, 'quality': q, 'bytes': nbytes, **st})
         return rows
 
+    # ---- image conversion (sensor_msgs/Image <-> NumPy, the one module)
+    def image_conversion(self, size, frames):
+        rgb = frames[0]
+        msgs = {'rgb8': imgconv.rgb_to_image(rgb, 'rgb8'), 'bgr8': imgconv.rgb_to_image(rgb, 'bgr8'),
+                'mono16': imgconv.bridge().cv2_to_imgmsg(rgb[:, :, 1].astype(np.uint16) * 257, 'mono16')}
+        rows = []
+        for enc, msg in msgs.items():
+            out = imgconv.image_to_rgb(msg)
+            view = bool(np.shares_memory(out, np.frombuffer(msg.data, np.uint8)))
+            st = measure(lambda i: imgconv.image_to_rgb(msg), max(self.reps, 10), 2)
+            rows.append({'size': _sz(size), 'op': f'image_to_rgb({enc})', 'backend': imgconv.BACKEND,
+                         'view': view, **st})
+        st = measure(lambda i: imgconv.rgb_to_image(rgb, 'rgb8'), max(self.reps, 10), 2)
+        rows.append({'size': _sz(size), 'op': 'rgb_to_image(rgb8)', 'backend': imgconv.BACKEND, 'view': False, **st})
+        return rows
+
     # ---- decode
     def decode(self, size, frames):
         rows = []
@@ -442,7 +460,8 @@ class Bench:
                          'methods': list(args.methods), 'device': self.device, 'threads': threads,
                          'optimized_options': fast_opts.resolved(self.device).describe(), 'inputs': {},
                          'weights': {}}
-        for key in ('edge', 'decode', 'restore', 'segmentation', 'tail', 'chain', 'fidelity', 'ablation'):
+        res['config']['imgconv'] = f'{imgconv.BACKEND}: {imgconv.BACKEND_NOTE}'
+        for key in ('edge', 'imgconv', 'decode', 'restore', 'segmentation', 'tail', 'chain', 'fidelity', 'ablation'):
             res[key] = []
         return res
 
@@ -454,6 +473,7 @@ class Bench:
         res['config']['inputs'][_sz(size)] = src
         self.log(f'{_sz(size)}: {src}')
         res['edge'] += self.edge(size, frames)
+        res['imgconv'] += self.image_conversion(size, frames)
         res['decode'] += self.decode(size, frames)
         res['restore'] += self.restore(size, frames, restorers, fast, chain_method)
         dataset = 'cityscapes' if (w, h) == (2048, 1024) else 'camvid'
@@ -554,6 +574,9 @@ def targets(res: dict, method: str) -> list[dict]:
     worst = max((r['median_ms'] for r in edge), default=None)
     add('edge resize + encode 2048x1024, worst scale/quality (median)', '< 5 ms', worst,
         worst is not None and worst < 5.0)
+    conv = _find(res.get('imgconv', []), size='2048x1024', op='image_to_rgb(rgb8)')
+    add('camera Image 2048x1024 rgb8 -> RGB array without a copy (median ms)', 'a view of msg.data',
+        conv['median_ms'] if conv else None, bool(conv and conv['view']), conv['backend'] if conv else '')
     ctl = res.get('control') or {}
     react = (ctl.get('reaction') or {}).get('median_ms')
     c4 = _find(res['chain'], size='480x360', method=method, scale=4, impl='optimized')
@@ -643,6 +666,8 @@ def _md_components(res: dict) -> list[str]:
                  _fmt(r['p95_ms'], 2)) for r in res['edge']]
     decode = [_row(r['size'], f"x{r['scale']}", r['impl'], _fmt(r['median_ms'], 3), _fmt(r['p95_ms'], 3))
               for r in res['decode']]
+    conv = [_row(r['size'], r['op'], r['backend'], 'yes' if r['view'] else 'no', _fmt(r['median_ms'], 3),
+                 _fmt(r['p95_ms'], 3)) for r in res.get('imgconv', [])]
     return (_table('**Restoration** (LR JPEG q75 decoded -> source size), per frame:',
                    '| size | method | scale | LR size | impl | median ms | p95 ms | weights |', restore)
             + _table('**Segmentation** (ESPNet p=2 q=8, frame -> labels):',
@@ -650,6 +675,8 @@ def _md_components(res: dict) -> list[str]:
             + _table('**Tail detector**:', '| size | downsample | analyzed | median ms | p95 ms |', tail)
             + _table('**Edge** (area downsample + JPEG encode):',
                      '| size | scale | quality | bytes | median ms | p95 ms |', edge)
+            + _table('**Image conversion** (runespoor_common/imgconv.py; view = the array shares msg.data, no copy):',
+                     '| size | conversion | route | view | median ms | p95 ms |', conv)
             + _table('**JPEG decode** (q75):', '| size | scale | impl | median ms | p95 ms |', decode))
 
 

@@ -5,11 +5,17 @@ optional dependency only breaks its own subcommand). A subcommand module provide
 
     def add_arguments(parser: argparse.ArgumentParser) -> None   # declare flags (and sub-subparsers)
     def run(args: argparse.Namespace) -> int                     # do the work, return an exit code
+
+Errors are one line: a bad input (a ValueError such as ProfileError, BagError, ModelFileError,
+ParameterError, or a missing file) is printed as `runespoor <command>: error: <what and where>` with exit
+code 2, anything else as `runespoor <command>: unexpected <type>: ...` with exit code 1; `--debug`
+(anywhere on the line, or RUNESPOOR_DEBUG=1) shows the traceback instead. Ctrl-C exits 130.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: subcommand -> (module, one-line help). The only list of subcommands.
@@ -22,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'profile': ('runespoor_tools.profile', 'tail-aware offline profiling: write the CAC profile'),
     'bench': ('runespoor_tools.bench', 'benchmark edge, cloud, transport and control latencies'),
     'demo': ('runespoor_tools.demo', 'the main job end to end on a replayed sequence'),
+    'ros': ('runespoor_tools.ros', 'the ros2 verbs on rclpy for the pip-only route: node list, topic list/echo/hz, '
+                                   'param get/set/dump'),
 }
 
 
@@ -53,6 +61,8 @@ def _load(name: str, module: str):
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:
         sys.argv[1:] = argv
+    debug = '--debug' in sys.argv[1:] or os.environ.get('RUNESPOOR_DEBUG', '') not in ('', '0')
+    sys.argv[1:] = [a for a in sys.argv[1:] if a != '--debug']
     parser = build_parser()
     args = parser.parse_args()
     if not getattr(args, '_run', None):
@@ -61,7 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
+        print(f'runespoor {args.command}: interrupted', file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `runespoor ros topic echo ... | head`: the reader left, nothing failed
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # noqa: BLE001 - one line for the user; --debug for the traceback
+        if debug:
+            raise
+        text = ' '.join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)):
+            print(f'runespoor {args.command}: error: {text}', file=sys.stderr)
+            return 2
+        print(f'runespoor {args.command}: unexpected {type(exc).__name__}: {text} (--debug shows the traceback)',
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

@@ -5,6 +5,12 @@ segmentation -> tail detector -> CAC controller -> knobs back to the edge, with 
 cloud role as separate processes over DDS (loopback only, a domain of its own). Writes runs/<timestamp>/:
 summary.json, summary.md, timeline.png (the paper's Fig. 12), recording.mcap (via `runespoor bag
 record`), overlay.mp4.
+
+Fail fast: the whole configuration (schedule, --set parameters, the parameter files, the CAC profile,
+the bag and its camera topic, the data root, the segmentation weights) is checked before any model is
+loaded; a bad input is one line naming it (exit 2). The cloud is respawned when it dies (`--respawn-delay`,
+`--no-respawn`); the robot and the replay keep running without it. Ctrl-C (or SIGTERM) stops the nodes,
+writes what the run has (summary.json with `interrupted: true`) and exits 130.
 """
 from __future__ import annotations
 
@@ -30,10 +36,10 @@ from runespoor_cloud.chain import CloudChain
 from runespoor_cloud.controller import load_profile
 from runespoor_cloud.metrics import frame_miou
 from runespoor_cloud.restore import Restorer, weight_path
-from runespoor_cloud.segmentation import Segmenter
+from runespoor_cloud.segmentation import Segmenter, check_weights, default_weights
 from runespoor_common import graph, paths, rosenv
 from runespoor_common.datasets import label_lut
-from runespoor_common.runner import Runner, parse_sets
+from runespoor_common.runner import Runner, check_runners, deferred_signals, parse_sets
 from runespoor_common.stats import summarize
 from runespoor_edge import bagio
 from runespoor_edge.codec import edge_roundtrip
@@ -71,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'as `runespoor launch cloud --single-process`) or one process per node')
     parser.add_argument('--no-baselines', action='store_true',
                         help='skip the offline ASR-only / bilinear-only replays for the timeline')
+    parser.add_argument('--respawn-delay', type=float, default=graph.RESPAWN_DELAY_S if hasattr(graph, 'RESPAWN_DELAY_S')
+                        else 2.0, help='restart a cloud process this many seconds after it dies [s]')
+    parser.add_argument('--no-respawn', action='store_true',
+                        help='do not restart the cloud when it dies (the robot keeps running either way)')
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -78,22 +88,87 @@ def ensure_bag(args) -> Path:
     """The bag to replay: --bag, or a cached conversion of the chosen sequence under runs/bags/."""
     if args.bag is not None:
         if not Path(args.bag).exists():
-            raise SystemExit(f'bag not found: {args.bag}')
+            raise ConfigError(f'--bag {args.bag}: not found')
         return Path(args.bag)
+    try:
+        root = Path(args.input) if args.input else paths.data_root(args.data_root)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
     if args.format == 'video':
-        src = args.input or paths.data_root(args.data_root) / 'video' / 'solidWhiteRight.mp4'
+        src = args.input or root / 'video' / 'solidWhiteRight.mp4'
         name = f'video_{Path(src).stem}'
     else:
-        src = args.input or paths.data_root(args.data_root) / args.format
+        src = args.input or root / args.format
         name = f'{args.format}_{args.split}_{args.sequence}'
+    if not Path(src).exists():
+        what = '--input' if args.input else ('data root (--data-root or $RUNESPOOR_DATA)')
+        raise ConfigError(f'{what}: {src} not found')
     bag = args.out / 'bags' / name
     if bag.exists() and any(bag.glob('*.mcap')):
         print(f'demo: replaying the cached bag {bag}')
         return bag
     print(f'demo: converting {args.format} {src} ({args.split} {args.sequence}) -> {bag}')
-    bagio.convert(fmt=args.format, input=Path(src), out=bag, split=args.split,
-                  sequence=None if args.format == 'video' else args.sequence)
+    try:
+        bagio.convert(fmt=args.format, input=Path(src), out=bag, split=args.split,
+                      sequence=None if args.format == 'video' else args.sequence)
+    except (bagio.BagError, ValueError, OSError) as exc:
+        raise ConfigError(f'cannot convert {src}: {exc}') from None
     return bag
+
+
+class ConfigError(ValueError):
+    """A bad input of the demo, named in one line (exit 2)."""
+
+
+def check_bag(bag: Path) -> dict:
+    """The bag's summary, when it can be replayed as a camera: readable, with frames on the camera topic
+    and their size and rate."""
+    try:
+        info = bagio.bag_summary(bag)
+    except (bagio.BagError, OSError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f'bag {bag}: {exc}' if str(bag) not in str(exc) else str(exc)) from None
+    image = graph.absolute(graph.CAMERA_IMAGE)
+    if not info.get('frames'):
+        raise ConfigError(f'bag {bag}: no frames on {image} (it has {sorted(info.get("topics", {}))}); the demo '
+                          'replays camera frames')
+    if not (info.get('width', 0) > 0 and info.get('height', 0) > 0 and info.get('fps', 0) > 0):
+        raise ConfigError(f'bag {bag}: {image} frames of size {info.get("width")}x{info.get("height")} at '
+                          f'{info.get("fps")} fps; expected a positive size and rate')
+    return info
+
+
+def check_args(args) -> None:
+    """The demo's own flags, before anything is read or started."""
+    if args.schedule:
+        try:
+            ra.parse_schedule(args.schedule)
+        except ValueError as exc:
+            raise ConfigError(f'--schedule {args.schedule!r}: expected "t_s:kbps,..." with t >= 0 and kbps >= 0, '
+                              f'e.g. 0:10000,5:5000 ({exc})') from None
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise ConfigError(f'--duration {args.duration}: must be a number of seconds > 0')
+    if not (math.isfinite(args.respawn_delay) and args.respawn_delay >= 0):
+        raise ConfigError(f'--respawn-delay {args.respawn_delay}: must be >= 0 s')
+    try:
+        parse_sets(args.set)
+    except SystemExit as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_config(runners: list, info: dict, args) -> None:
+    """Everything the nodes will read, before any model is loaded: each role's parameter files and
+    overrides (profile, bag topics, parameter types and values), and the segmentation weights."""
+    errors, warnings = check_runners(runners)
+    for w in warnings:
+        print(f'demo: warning: {w}')
+    dataset = info.get('dataset') if info.get('dataset') in ('camvid', 'cityscapes') else 'camvid'
+    try:
+        check_weights('espnet', default_weights('espnet', dataset), dataset)
+    except (ValueError, FileNotFoundError) as exc:   # ModelFileError, or no model dir
+        errors.append(str(exc))
+    if errors:
+        raise ConfigError('; '.join(errors) if len(errors) == 1 else
+                          f'{len(errors)} configuration errors:\n  ' + '\n  '.join(errors))
 
 
 def restoration_methods(weights_dir: Path, dataset: str = 'camvid') -> str:
@@ -135,6 +210,24 @@ class MonitorThread:
         rclpy.try_shutdown(context=self.ctx)
 
 
+class NodeDied(RuntimeError):
+    """A robot or replay node died: the run cannot go on."""
+
+
+def supervise(runners: list) -> None:
+    """One supervision step of every role: respawns; a cloud process dying for good is said and the run
+    goes on (the robot outlives the cloud); a robot or replay process dying stops the run."""
+    for r in runners:
+        dead = r.supervise()
+        if not dead:
+            continue
+        if r.role == 'cloud':
+            print(f'demo: cloud process(es) {dead} gone for good; the robot keeps streaming with its last '
+                  'knobs (then its safe config) -- the rest of the run has no cloud', flush=True)
+        else:
+            raise NodeDied(f'demo: node(s) {dead} died during the run; see the log above')
+
+
 def wait_ready(mon: MonitorThread, topics: list[str], timeout: float, procs) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,11 +235,11 @@ def wait_ready(mon: MonitorThread, topics: list[str], timeout: float, procs) -> 
         if not missing:
             return
         for r in procs:
-            dead = r.poll()
+            dead = r.supervise()
             if dead:
-                raise SystemExit(f'demo: node(s) {dead} died during start-up; see the log above')
+                raise NodeDied(f'demo: node(s) {dead} died during start-up; see the log above')
         time.sleep(0.2)
-    raise SystemExit(f'demo: nodes not up after {timeout:.0f} s (no publisher on {missing})')
+    raise NodeDied(f'demo: nodes not up after {timeout:.0f} s (no publisher on {missing})')
 
 
 def make_runners(args, bag: Path, info: dict, sched_text: str, env: dict) -> tuple:
@@ -161,10 +254,12 @@ def make_runners(args, bag: Path, info: dict, sched_text: str, env: dict) -> tup
     for node, defaults in (('restorer', {'methods': methods, 'warmup_size': warm}),
                            ('segmentation', {'warmup_size': warm}), ('bag_player', {'restamp': True})):
         sets[node] = {**defaults, **sets.get(node, {})}
-    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets,
+    respawn = {} if args.no_respawn else {n.name: float(args.respawn_delay)
+                                          for n in graph.nodes_for('cloud', include_external=False)}
+    cloud = Runner('cloud', cloud_values, env=env, param_sets=sets, respawn=respawn,
                    single_process_cloud=args.cloud_process == 'single')
-    robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets)
-    replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets)
+    robot = Runner('robot', {'schedule': sched_text}, env=env, param_sets=sets, respawn={})
+    replay = Runner('replay', {'bag': str(bag), 'loop': 'true'}, env=env, param_sets=sets, respawn={})
     return cloud, robot, replay
 
 
@@ -201,59 +296,121 @@ def replay_for(duration: float, runners: list, mon: MonitorThread) -> None:
     t_replay = time.monotonic()
     next_print = 0.0
     while (elapsed := time.monotonic() - t_replay) < duration:
-        dead = {k: v for r in runners for k, v in r.poll().items()}
-        if dead:
-            raise SystemExit(f'demo: node(s) died during the run: {dead}')
+        supervise(runners)
         if elapsed >= next_print:
             print_progress(mon.node, elapsed)
             next_print += 2.0
         time.sleep(0.1)
 
 
+def _raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
-    bag = ensure_bag(args)
-    info = bagio.bag_summary(bag)  # width, height, fps, frames, has_labels
+    try:   # fail fast: every input checked before a model is loaded; one line each, exit 2
+        check_args(args)
+        bag = ensure_bag(args)
+        info = check_bag(bag)  # width, height, fps, frames, has_labels
+    except ConfigError as exc:
+        print(f'demo: {exc}', file=sys.stderr)
+        return 2
     time_scale = 0.5 if args.quick else 1.0
     schedule = (ra.parse_schedule(args.schedule) if args.schedule
                 else ra.paper_schedule(info['width'], info['height'], info['fps'], time_scale))
     duration = args.duration or (schedule[-1][0] + 7.0 * time_scale)
-    run_dir = args.out / datetime.now().strftime('%Y%m%d-%H%M%S')
-    run_dir.mkdir(parents=True, exist_ok=True)
     domain = args.domain_id if args.domain_id is not None else rosenv.pick_domain_id()
     env = rosenv.safe_env(domain_id=domain)
-    rosenv.apply_to_this_process(domain)
     sched_text = ra.format_schedule(schedule)
+    cloud, robot, replay = make_runners(args, bag, info, sched_text, env)
+    try:
+        check_config([cloud, robot, replay], info, args)
+    except ConfigError as exc:
+        print(f'demo: {exc}', file=sys.stderr)
+        return 2
+    run_dir = args.out / datetime.now().strftime('%Y%m%d-%H%M%S')
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rosenv.apply_to_this_process(domain)
     print(f'demo: {info["frames"]} frames {info["width"]}x{info["height"]} @ {info["fps"]:.1f} fps, '
           f'schedule {sched_text} (kbit/s), {duration:.0f} s, ROS_DOMAIN_ID={domain}, run dir {run_dir}')
 
-    cloud, robot, replay = make_runners(args, bag, info, sched_text, env)
-    recorder = start_recorder(run_dir, env)
-    mon = MonitorThread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)   # SIGTERM stops the demo like Ctrl-C
+    interrupted, failure = False, None
+    recorder, mon = None, None
     runners = [cloud, robot]
     try:
-        cloud.start()
-        robot.start()
-        wait_ready(mon, [graph.RESTORED, graph.SEG_LABELS, graph.TAIL_REPORT, graph.KNOBS, graph.UPLINK], 90,
-                   runners)
-        print(f'demo: robot and cloud up after {time.monotonic() - t_start:.1f} s; replaying {bag.name}')
-        replay.start()
-        runners.append(replay)
-        replay_for(duration, runners, mon)
-        replay.stop()
-        time.sleep(2.0)  # let the last frames drain through the cloud
+        try:
+            with deferred_signals():   # a Ctrl-C inside Popen must not leave a recorder nobody stops
+                recorder = start_recorder(run_dir, env)
+            mon = MonitorThread()
+            cloud.start()
+            robot.start()
+            wait_ready(mon, [graph.RESTORED, graph.SEG_LABELS, graph.TAIL_REPORT, graph.KNOBS, graph.UPLINK],
+                       90, runners)
+            print(f'demo: robot and cloud up after {time.monotonic() - t_start:.1f} s; replaying {bag.name}')
+            replay.start()
+            runners.append(replay)
+            replay_for(duration, runners, mon)
+            replay.stop()
+            time.sleep(2.0)  # let the last frames drain through the cloud
+        except KeyboardInterrupt:
+            interrupted = True
+            print('demo: interrupted; stopping the nodes and writing what the run has', flush=True)
+        except NodeDied as exc:
+            failure = str(exc)
+            print(failure, file=sys.stderr, flush=True)
+        finally:
+            _stop_all(replay, robot, cloud, recorder, mon)
+        if interrupted or failure:
+            write_partial(run_dir, mon.node if mon else None, schedule, duration, info, t_start,
+                          'interrupted' if interrupted else failure)
+            return 130 if interrupted else 1
+        print(f'demo: run finished after {time.monotonic() - t_start:.1f} s; analysing')
+        try:
+            summary = analyse(mon.node, run_dir, schedule, duration, info, args)
+        except KeyboardInterrupt:
+            write_partial(run_dir, mon.node, schedule, duration, info, t_start, 'interrupted during the analysis')
+            return 130
     finally:
-        for r in (replay, robot, cloud):
-            r.stop()
-        stop_recorder(recorder)
-        mon.close()
-    print(f'demo: run finished after {time.monotonic() - t_start:.1f} s; analysing')
-    summary = analyse(mon.node, run_dir, schedule, duration, info, args)
+        signal.signal(signal.SIGTERM, previous)
     summary['wall_time_s'] = round(time.monotonic() - t_start, 1)
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     write_summary_md(run_dir, summary)
     print_result(run_dir, summary)
     return 0
+
+
+def _stop_all(replay, robot, cloud, recorder, mon) -> None:
+    """Stop everything that was started; a second Ctrl-C or a SIGTERM while stopping does not cut the stop
+    short (it would leave nodes running)."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for r in (replay, robot, cloud):
+            r.stop()
+        if recorder is not None:
+            stop_recorder(recorder)
+        if mon is not None:
+            mon.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def write_partial(run_dir: Path, m, schedule, duration: float, info: dict, t_start: float, why: str) -> None:
+    """What a run that did not finish has: the counts and knob changes the monitor saw (no accuracy
+    analysis), in summary.json with `interrupted` set."""
+    summary = {'interrupted': True, 'why': why, 'source': info, 'schedule_kbps': schedule, 'duration_s': duration,
+               'wall_time_s': round(time.monotonic() - t_start, 1)}
+    if m is not None:
+        with m.lock:
+            summary['frames'] = {'captured': len(m.captured), 'sent': len(m.sent), 'processed': len(m.pred)}
+            summary['tail_reports'] = len(m.tails)
+            summary['tail_frames_flagged'] = sum(1 for e in m.tails if e.is_tail)
+            summary['knob_changes'] = [{'config_id': e.config_id, 'tail_mode': e.tail_mode, 'reason': e.reason}
+                                       for e in m.knobs]
+    (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2, default=str))
+    print(f'demo: partial results ({why}) in {run_dir / "summary.json"}', flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------

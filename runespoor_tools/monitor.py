@@ -61,7 +61,7 @@ class Monitor(Node):
         with self.lock:
             self.captured.append(stamp_s(msg.header.stamp))
             if self.keep_images:
-                self.images[stamp_key(msg.header.stamp)] = image_to_rgb(msg)
+                self.images[stamp_key(msg.header.stamp)] = image_to_rgb(msg, generic_as_color=True)  # as the edge
 
     def _on_gt(self, msg):
         with self.lock:

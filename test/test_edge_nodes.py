@@ -229,7 +229,8 @@ def test_round_trip_convert_play_record(rclpy_context, node_process, tmp_path, s
     spin = lambda: ex.spin_once(timeout_sec=0.02)  # noqa: E731
     player = node_process('runespoor_edge.bag_player_node',
                           ['-p', f'bag:={src}', '-p', 'rate:=2.0', '-p', 'reliable:=true',
-                           '-p', 'wait_for_subscribers:=1', '-p', 'exit_when_done:=true'])
+                           '-p', 'wait_for_subscribers:=1', '-p', 'exit_when_done:=true',
+                           '-p', 'restamp:=false'])   # keep the bag's stamps (restamping is the default)
     assert wait_for(lambda: len(rec.subs) == 2, 60, spin=spin), player.output()
     assert wait_for(lambda: sum(rec.counts.values()) >= 48 and not player.alive(), 30, spin=spin), \
         (rec.counts, player.output())

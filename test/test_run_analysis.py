@@ -86,7 +86,7 @@ def test_sent_frames_found_by_float_or_integer_stamp():
 def test_baseline_config_follows_the_live_level():
     from runespoor_cloud.controller import parse_profile
     from runespoor_tools.demo import baseline_config
-    prof = parse_profile({'levels': [
+    prof = parse_profile({'frame_rate': 10.0, 'levels': [
         {'bandwidth_kbps': 100, 'standard': {'scale': 8, 'jpeg_quality': 60}, 'tail': {'scale': 6, 'jpeg_quality': 40}},
         {'bandwidth_kbps': 700, 'standard': {'scale': 2, 'jpeg_quality': 70}, 'tail': {'scale': 2, 'jpeg_quality': 70}}]})
     live = ra.SentFrame(0, 1.0, 1.1, 900, 6, 40, '100kbps/tail', True, level_kbps=100.0)

@@ -51,8 +51,25 @@ def test_role_starts_and_stops_cleanly_on_sigint(role, needles):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_runner_exits_nonzero_when_a_node_dies():
+def test_runner_refuses_a_bad_value_before_starting_anything():
     proc = _start(['robot', '--set', 'edge_streamer:jpeg_quality=500'])
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert 'node edge_streamer exited with code' in out and 'jpeg_quality' in out
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "edge_streamer: parameter 'jpeg_quality': must be in [40, 95], got 500" in out
+    assert 'started' not in out and 'Traceback' not in out
+
+
+def test_runner_exits_nonzero_when_a_node_dies():
+    proc = _start(['robot'])
+    try:
+        text = _read_until(proc, ['edge streamer up'], 180)
+        assert 'edge streamer up' in text, text[-3000:]
+        pid = int(text.split('started edge_streamer (pid ')[1].split(')')[0])
+        os.kill(pid, signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=60)
+        out = text + rest
+        assert proc.returncode == 1, out[-3000:]
+        assert 'node edge_streamer exited with code -9' in out and 'stopping the others' in out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

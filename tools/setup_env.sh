@@ -58,4 +58,49 @@ if [ "$(cat "$VENV/.build-hash" 2>/dev/null)" != "$BUILD_HASH" ]; then
 fi
 "$VENV/bin/python" -c 'from runespoor.msg import EncodedFrame, KnobConfig, TailReport, LinkStats, ClassMap' \
   || { echo "setup: the interfaces do not import; see build/pip/build-pip.log"; exit 1; }
+
+# ---- ROS 2 launch system + CLI (issue 24) ---------------------------------------------------------------
+# `ros2 launch` and the `ros2` verbs (node/topic/param/service/interface/pkg/run) are not on PyPI; when
+# ../shared/ros2-kit is beside the checkout its install.sh adds them (wheels + a CMake build of
+# composition_interfaces; 34-43 s once on 2 cores). Cached: rerun only when the kit or requirements.txt changed
+# or `ros2` is gone. --no-ament-hook: nothing sets AMENT_PREFIX_PATH behind the user's back; the project needs
+# none, the `ros2` verbs need `export AMENT_PREFIX_PATH=$VIRTUAL_ENV` (README, shell setup).
+# RUNESPOOR_ROS2_KIT=none skips it; =DIR takes another kit.
+ROS2_KIT=${RUNESPOOR_ROS2_KIT:-$ROOT/../shared/ros2-kit}
+if [ "$ROS2_KIT" != none ] && [ -x "$ROS2_KIT/install.sh" ]; then
+  ROS2_KIT_HASH=$( { cat "$VENV/.req-hash"; cat "$ROS2_KIT/install.sh" "$ROS2_KIT/SHA256SUMS"; } | sha256sum | cut -c1-16)
+  if [ "$(cat "$VENV/.ros2-kit-hash" 2>/dev/null)" != "$ROS2_KIT_HASH" ] || [ ! -x "$VENV/bin/ros2" ]; then
+    echo "setup: installing the ROS 2 launch system and CLI into $VENV ($ROS2_KIT/install.sh)"
+    mkdir -p build
+    "$ROS2_KIT/install.sh" "$VENV" --no-ament-hook > build/ros2-kit-install.log 2>&1 \
+      || { tail -40 build/ros2-kit-install.log; echo "setup: ros2 kit failed (log: build/ros2-kit-install.log);" \
+           "RUNESPOOR_ROS2_KIT=none make setup skips it"; exit 1; }
+    echo "$ROS2_KIT_HASH" > "$VENV/.ros2-kit-hash"
+  fi
+elif [ ! -x "$VENV/bin/ros2" ]; then
+  echo "setup: no \`ros2\` command (launch/launch_ros/ros2cli are not on PyPI): \`runespoor launch\` does the" \
+       "launching; for \`ros2 launch\` and the \`ros2\` verbs get ros2-kit and run \`ros2-kit/install.sh $VENV" \
+       "--no-ament-hook\` (README, \"Pip-only route\"), or use a ROS 2 install (colcon route)"
+fi
+# ---- end ROS 2 launch system + CLI ------------------------------------------------------------------------
+
+# ---- cv_bridge (issue 25) ------------------------------------------------------------------------------
+# The real ROS 2 cv_bridge, built into the venv by ../shared/cv_bridge-kit/install.sh when the kit is there
+# (its own apt-get of the missing Debian build deps, then CMake; ~50-65 s once, on 2 cores). Without the kit
+# runespoor_common/imgconv.py uses its stand-in. Cached: rerun only when the kit or requirements.txt changed or
+# cv_bridge's files are gone. RUNESPOOR_CV_BRIDGE_KIT=none skips it; =DIR takes another kit.
+CVB_KIT=${RUNESPOOR_CV_BRIDGE_KIT:-$ROOT/../shared/cv_bridge-kit}
+if [ "$CVB_KIT" != none ] && [ -x "$CVB_KIT/install.sh" ]; then
+  CVB_HASH=$( { cat "$VENV/.req-hash"; (cd "$CVB_KIT" && find . -type f -not -path '*/__pycache__/*' | sort \
+              | xargs -d '\n' sha256sum); } | sha256sum | cut -c1-16)
+  if [ "$(cat "$VENV/.cv_bridge-hash" 2>/dev/null)" != "$CVB_HASH" ] || [ ! -f "$VENV/share/cv_bridge/package.xml" ]; then
+    echo "setup: building the real cv_bridge into $VENV ($CVB_KIT/install.sh)"
+    mkdir -p build
+    "$CVB_KIT/install.sh" "$VENV" > build/cv_bridge-install.log 2>&1 \
+      || { tail -40 build/cv_bridge-install.log; echo "setup: cv_bridge kit failed (log: build/cv_bridge-install.log);" \
+           "RUNESPOOR_CV_BRIDGE_KIT=none make setup uses the stand-in instead"; exit 1; }
+    echo "$CVB_HASH" > "$VENV/.cv_bridge-hash"
+  fi
+fi
+# ---- end cv_bridge --------------------------------------------------------------------------------------
 echo "setup: ok ($VENV)"

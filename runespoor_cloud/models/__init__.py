@@ -59,6 +59,18 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: str, model_
     return atomic_save(ckpt, path)
 
 
+def short_load_error(exc: BaseException) -> str:
+    """Why torch.load failed, in one line, without torch's advice to load with weights_only=False (never
+    right for a file that is not ours)."""
+    text = ' '.join(str(exc).split())
+    if 'WeightsUnpickler error:' in text:   # not tensors only: garbage, or a pickle with code in it
+        detail = text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation', 1)[0].strip()
+        return f'not a file of tensors: {detail or "unpickling refused"}'[:200]
+    if 'Weights only load failed' in text:
+        return 'not a file of tensors'
+    return f'{type(exc).__name__}: {text[:200]}' if text else type(exc).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint dict (no model built), with clear errors."""
     path = Path(path)
@@ -67,7 +79,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # truncated zip, not a torch file, ...
-        raise ModelFileError(f'{path}: truncated or unreadable model file ({type(exc).__name__}: {exc})') from exc
+        raise ModelFileError(f'{path}: truncated or unreadable model file ({short_load_error(exc)})') from None
     if not isinstance(ckpt, dict) or not {'arch', 'model_args', 'state_dict'} <= set(ckpt):
         raise ModelFileError(f'{path}: not a Runespoor checkpoint (needs arch, model_args, state_dict; '
                              f'has {sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__})')

@@ -25,13 +25,44 @@ import torch.nn.functional as F
 from runespoor_common import paths
 from .inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_bn_generic,
                         grad_context)
-from .models import ModelFileError, load_checkpoint
+from .models import ModelFileError, load_checkpoint, read_checkpoint
 
 METHODS = ('bilinear', 'sr', 'asr', 'cloudseg')
 
 
 def weight_path(weights_dir: str | os.PathLike, dataset: str, method: str, scale: int) -> Path:
     return Path(weights_dir) / dataset / f'{method}_x{int(scale)}.pt'
+
+
+def check_record(path: Path, ckpt: dict, dataset: str, method: str, scale: int, model_scale: int | None = None
+                 ) -> None:
+    """What a checkpoint records must fit the use: its upsampling scale, and (where the file records them)
+    the data set and method it was trained for. Raises ModelFileError naming the file."""
+    got = int(ckpt['model_args'].get('scale', model_scale if model_scale is not None else scale))
+    if got != scale:
+        raise ModelFileError(f'{path}: model upsamples x{got}, expected x{scale}')
+    for key, want in (('dataset', dataset), ('method', method)):
+        if ckpt.get(key) not in (None, want):
+            raise ModelFileError(f'{path}: trained as {key} {ckpt[key]!r}, expected {want!r}')
+
+
+def check_weights(methods: dict[int, str], weights_dir: str | os.PathLike | None, dataset: str) -> list[str]:
+    """Start-up check without building a model (runespoor launch / demo run it before any node starts):
+    every weight file the methods need exists, reads, and records the right scale, data set and method."""
+    root = Path(weights_dir) if weights_dir else paths.weights_dir()
+    errors = []
+    for scale, method in sorted(methods.items()):
+        if method not in METHODS:
+            errors.append(f'unknown restoration method {method!r} for x{scale}; one of {METHODS}')
+            continue
+        if method == 'bilinear' or int(scale) == 1:
+            continue
+        path = weight_path(root, dataset, method, int(scale))
+        try:
+            check_record(path, read_checkpoint(path), dataset, method, int(scale))
+        except ModelFileError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 def to_tensor(rgb: np.ndarray, device: str | torch.device = 'cpu') -> torch.Tensor:
@@ -80,12 +111,7 @@ class Restorer:
                 continue
             path = weight_path(self.weights_dir, dataset, method, scale)
             model, ckpt = load_checkpoint(path, self.device)
-            got = int(ckpt['model_args'].get('scale', getattr(model, 'scale', scale)))
-            if got != scale:
-                raise ModelFileError(f'{path}: model upsamples x{got}, expected x{scale}')
-            for key, want in (('dataset', dataset), ('method', method)):   # what the file records, if it does
-                if ckpt.get(key) not in (None, want):
-                    raise ModelFileError(f'{path}: trained as {key} {ckpt[key]!r}, expected {want!r}')
+            check_record(path, ckpt, dataset, method, scale, getattr(model, 'scale', scale))
             for p in model.parameters():
                 p.requires_grad_(False)
             self.models[scale] = model.eval()

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 
 from runespoor.msg import EncodedFrame
 from runespoor_cloud.chain import CloudChain
-from runespoor_cloud.restore import METHODS, Restorer
+from runespoor_cloud.restore import METHODS, Restorer, check_weights
 from runespoor_cloud.serving import SERVING_PARAMS, inference_options, warmup_size
 from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
@@ -60,6 +60,16 @@ PARAMS = [
     Param('weights_dir', '', "folder of the project's trained weights (<dir>/<dataset>/<method>_x<scale>.pt); "
           "empty = the installed models/", read_only=True),
 ] + SERVING_PARAMS
+
+
+def check_config(values: dict) -> list[str]:
+    """Start-up checks without ROS (runespoor launch / demo run them before any node starts): every weight
+    file the methods need exists and records the right scale, data set and method (no model is built)."""
+    try:
+        methods = parse_methods(values['methods'])
+    except ValueError as exc:
+        return [f'methods: {exc}']
+    return check_weights(methods, values.get('weights_dir') or None, values['dataset'])
 
 
 class RestorerNode(Node):

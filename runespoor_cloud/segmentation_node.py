@@ -14,7 +14,8 @@ from sensor_msgs.msg import Image
 from runespoor.msg import ClassMap
 from runespoor_cloud.chain import CloudChain
 from runespoor_cloud.overlay import blend_overlay, palette_lut
-from runespoor_cloud.segmentation import Segmenter
+from runespoor_cloud.models import ModelFileError
+from runespoor_cloud.segmentation import Segmenter, check_weights, default_weights
 from runespoor_cloud.serving import SERVING_PARAMS, inference_options, warmup_size
 from runespoor_common import graph
 from runespoor_common.diagnostics import NodeStats, attach
@@ -32,6 +33,17 @@ PARAMS = [
     Param('overlay_alpha', 0.5, 'weight of the class colours in the overlay', in_range(0.0, 1.0)),
     Param('publish_overlay', True, f'publish {graph.SEG_OVERLAY}'),
 ] + SERVING_PARAMS
+
+
+def check_config(values: dict) -> list[str]:
+    """Start-up checks without ROS (runespoor launch / demo run them before any node starts): the weight file
+    exists, reads, and has the output count of the data set (a Cityscapes model is refused as CamVid)."""
+    try:
+        weights = values['weights'] or default_weights(values['arch'], values['dataset'])
+        check_weights(values['arch'], weights, values['dataset'])
+    except (ModelFileError, KeyError, ValueError) as exc:
+        return [str(exc)]
+    return []
 
 
 class SegmentationNode(Node):

@@ -524,3 +524,36 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, caps
     assert cli.main(['fake', '--kind', 'int']) == 130
     with pytest.raises(ProfileError):
         cli.main(['fake', '--debug'])
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.parametrize('setting,needle', [
+    ('segmentation:weights={city}', 'model has 20 outputs, camvid needs 11'),
+    ('restorer:weights_dir={tmp}', 'asr_x4.pt: model file is missing'),
+])
+def test_launch_cloud_refuses_wrong_weights_before_any_node_starts(tmp_path, setting, needle):
+    """`runespoor launch cloud` checks the weight files (no model built) before it starts a node."""
+    city = SHARED / 'models' / 'espnet' / 'espnet_p_2_q_8_cityscapes.pth'
+    res = subprocess.run(CLI + ['launch', 'cloud', '--set', setting.format(city=city, tmp=tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out[-3000:]
+    assert needle in out and 'started' not in out and 'Traceback' not in out, out[-3000:]
+
+
+def test_restorer_check_config_names_a_checkpoint_of_another_method(tmp_path):
+    """A weight file recording another method is refused at the start-up check, naming the file."""
+    import shutil
+
+    import torch
+    from runespoor_cloud.restorer_node import check_config
+    src = REPO / 'models' / 'camvid' / 'sr_x4.pt'
+    (tmp_path / 'camvid').mkdir()
+    ckpt = torch.load(src, map_location='cpu', weights_only=True)
+    ckpt['method'] = 'sr'
+    torch.save(ckpt, tmp_path / 'camvid' / 'asr_x4.pt')
+    shutil.copy(src, tmp_path / 'camvid' / 'sr_x4.pt')
+    assert check_config({'methods': '4:sr', 'weights_dir': str(tmp_path), 'dataset': 'camvid'}) == []
+    errors = check_config({'methods': '4:asr', 'weights_dir': str(tmp_path), 'dataset': 'camvid'})
+    assert len(errors) == 1 and "asr_x4.pt: trained as method 'sr', expected 'asr'" in errors[0], errors

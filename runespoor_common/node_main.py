@@ -120,8 +120,11 @@ def run_node(factory: Callable[[], object] | Sequence[Callable[[], object]], arg
         phase[0] = _Phase.STOPPING
         _stop_quietly(executor, nodes, logger)
         rclpy.try_shutdown(context=context)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        # The process is on its way out (run_node is every node process's main): a second SIGINT/SIGTERM
+        # (a terminal and `ros2 launch` each send one) must not raise KeyboardInterrupt in the rest of the
+        # exit, such as torch's atexit hooks, so further stop signals are ignored rather than restored.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
     return 0
 
 

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models.espnet import CBR
+from runespoor_cloud.models.espnet import CBR
 
 log = logging.getLogger(__name__)
 

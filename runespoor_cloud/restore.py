@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from runespoor_common import paths
-from .inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_bn_generic,
+from runespoor_cloud.inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_bn_generic,
                         grad_context)
-from .models import ModelFileError, load_checkpoint, read_checkpoint
+from runespoor_cloud.models import ModelFileError, load_checkpoint, read_checkpoint
 
 METHODS = ('bilinear', 'sr', 'asr', 'cloudseg')
 

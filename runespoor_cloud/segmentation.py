@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 from runespoor_common import paths
 from runespoor_common.datasets import DatasetInfo, get_info
-from .inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_for,
+from runespoor_cloud.inference import (PLAIN, InferenceOptions, ModelRunner, check_rgb, configure_threads, fold_for,
                         grad_context)
-from .models import ModelFileError, build, load_state_strict, short_load_error
-from .models.espnet import espnet_args_from_state_dict
+from runespoor_cloud.models import ModelFileError, build, load_state_strict, short_load_error
+from runespoor_cloud.models.espnet import espnet_args_from_state_dict
 
 
 def default_weights(arch: str = 'espnet', dataset: str = 'camvid', model_dir: str | os.PathLike | None = None

@@ -16,11 +16,11 @@ from torch import nn
 
 from runespoor_common.fileio import write_atomic
 
-from .registry import _REGISTRY, ModelFileError, register  # noqa: F401 (the package's public API)
+from runespoor_cloud.models.registry import _REGISTRY, ModelFileError, register  # noqa: F401 (the package's public API)
 
 def _ensure_loaded() -> None:
     # importing the architecture modules runs their @register decorators
-    from . import carn, espnet  # noqa: F401
+    from runespoor_cloud.models import carn, espnet  # noqa: F401
 
 
 def available() -> list[str]:

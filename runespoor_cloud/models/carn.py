@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import ModelFileError, register
+from runespoor_cloud.models.registry import ModelFileError, register
 
 _DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 

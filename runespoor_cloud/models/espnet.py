@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register
+from runespoor_cloud.models.registry import register
 
 
 class CBR(nn.Module):
